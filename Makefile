@@ -1,0 +1,35 @@
+# The two commands of the README: `make run` and `make test`. Everything else they need, they install.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: run test setup schemas bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	touch $@
+
+setup: .venv/.synced
+
+run: setup
+	.venv/bin/cpts run
+
+test: setup
+	.venv/bin/python -m pytest
+
+schemas: setup
+	.venv/bin/cpts schemas
+
+bench: setup
+	.venv/bin/python bench/outbox_pipeline.py
+
+clean:
+	rm -rf .venv $(TOOLS) var

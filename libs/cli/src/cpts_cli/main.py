@@ -1,0 +1,176 @@
+"""`cpts`: one command for every process role and admin task of the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cpts_platform.auth import LocalIssuer, Role
+
+app = typer.Typer(help="Plateforme CPTS : services, pile locale, jetons, migrations, reprise.",
+                  no_args_is_help=True, add_completion=False)
+
+
+def _var_dir() -> Path:
+    return Path(os.environ.get("CPTS_VAR_DIR", "var"))
+
+
+@app.command()
+def serve(service: str, host: Annotated[Optional[str], typer.Option()] = None,
+          port: Annotated[Optional[int], typer.Option()] = None) -> None:
+    """Serve one service (HTTP API, outbox relay and consumers in one process)."""
+    import uvicorn
+
+    from cpts_cli.services import load_service
+    from cpts_platform.service import create_app
+
+    definition = load_service(service)
+    settings = definition.settings_class()
+    uvicorn.run(create_app(definition, settings), host=host or settings.http_host, port=port or settings.http_port,
+                log_level="warning", access_log=False, lifespan="on")
+
+
+@app.command()
+def run(seed: Annotated[bool, typer.Option(help="Seed the demo data.")] = True) -> None:
+    """Run the whole platform locally: broker, topics, migrations, every service, demo data."""
+    from cpts_cli.stack import run_stack
+
+    raise typer.Exit(run_stack(var_dir=_var_dir(), seed=seed))
+
+
+@app.command()
+def token(role: Annotated[Role, typer.Option(help="Role of the demo user.")],
+          cpts: Annotated[list[str], typer.Option(help="CPTS (FINESS) in scope.")] = [],
+          departement: Annotated[list[str], typer.Option(help="Département code in scope.")] = [],
+          professional: Annotated[Optional[str], typer.Option(help="The user's IDNPS.")] = None,
+          subject: Annotated[Optional[str], typer.Option()] = None,
+          ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 8 * 3600) -> None:
+    """Print a token signed by the local demo issuer (embedded run only)."""
+    if os.environ.get("CPTS_PROFILE") == "production":
+        raise typer.BadParameter("the local issuer does not exist in production")
+    issuer = LocalIssuer(_var_dir() / "local-issuer")
+    typer.echo(issuer.mint(subject=subject or f"demo-{role.value}", roles=[role.value], cpts_ids=cpts,
+                           departements=departement, idnps=professional, ttl_seconds=ttl))
+
+
+@app.command()
+def migrate(services: Annotated[Optional[list[str]], typer.Argument()] = None,
+            all_: Annotated[bool, typer.Option("--all")] = False) -> None:
+    """Apply the database migrations of the given services (or --all)."""
+    from cpts_cli.services import load_services
+    from cpts_platform.db import Database
+    from cpts_platform.migrations import upgrade
+
+    known = load_services()
+    names = list(known) if all_ or not services else services
+    for name in names:
+        if name not in known:
+            raise typer.BadParameter(f"unknown service {name!r}")
+
+    async def go() -> None:
+        for name in names:
+            definition = known[name]
+            database = Database(definition.settings_class().database_url, definition.tables)
+            try:
+                await upgrade(database, definition.migrations, definition.metadata)
+            finally:
+                await database.dispose()
+            typer.echo(f"{name}: migrated")
+
+    asyncio.run(go())
+
+
+@app.command()
+def topics(partitions: Annotated[Optional[int], typer.Option()] = None,
+           replication_factor: Annotated[Optional[int], typer.Option()] = None) -> None:
+    """Create every topic of the platform and its dead-letter topic."""
+    from cpts_platform.kafka import ensure_topics, platform_topics
+    from cpts_platform.settings import KafkaSettings
+
+    settings = KafkaSettings()
+    created = asyncio.run(ensure_topics(
+        settings.kafka_bootstrap_servers, [settings.kafka_topic_prefix + t for t in platform_topics()],
+        partitions=partitions or settings.topic_partitions,
+        replication_factor=replication_factor or settings.topic_replication_factor,
+    ))
+    typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+@app.command()
+def replay(service: str, since: Annotated[Optional[datetime], typer.Option()] = None) -> None:
+    """Re-publish a service's retained outbox history (e.g. into a fresh broker)."""
+    from cpts_cli.services import load_service
+    from cpts_platform.db import Database
+    from cpts_platform.kafka import new_producer
+    from cpts_platform.outbox import replay as replay_outbox
+
+    definition = load_service(service)
+    settings = definition.settings_class()
+
+    async def go() -> int:
+        database = Database(settings.database_url, definition.tables)
+        producer = new_producer(settings.kafka_bootstrap_servers, client_id=f"{service}-replay")
+        await producer.start()
+        try:
+            return await replay_outbox(database=database, producer=producer, since=since,
+                                       topic_prefix=settings.kafka_topic_prefix)
+        finally:
+            await producer.stop()
+            await database.dispose()
+
+    typer.echo(f"{service}: {asyncio.run(go())} events re-published")
+
+
+@app.command()
+def seed(registry_url: Annotated[str, typer.Option()] = "http://127.0.0.1:8001") -> None:
+    """Seed the demo data through the registry's API (safe to run again)."""
+    from cpts_cli import demo
+
+    issuer = LocalIssuer(_var_dir() / "local-issuer")
+    created, existing = demo.seed(registry_url, issuer.mint(subject="demo-admin", roles=["admin"], ttl_seconds=600))
+    typer.echo(f"{created} created, {existing} already there")
+
+
+@app.command()
+def schemas(out: Annotated[Path, typer.Option()] = Path("libs/events/schemas"),
+            check: Annotated[bool, typer.Option(help="Fail if the committed files are stale.")] = False) -> None:
+    """Generate the JSON Schemas of every event and the AsyncAPI document of every topic."""
+    from cpts_events import schemas as generator
+
+    if check:
+        stale = generator.stale(out)
+        if stale:
+            typer.echo("stale: " + ", ".join(stale) + " (run `cpts schemas`)", err=True)
+            raise typer.Exit(1)
+        typer.echo("schemas up to date")
+        return
+    for path in generator.write(out):
+        typer.echo(str(path))
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option()] = 9092) -> None:
+    """Run only the local Kafka-protocol broker (development)."""
+    import time
+
+    from cpts_platform.dev.broker import LocalBroker
+
+    local = LocalBroker(port=port)
+    local.start()
+    typer.echo(f"broker on {local.bootstrap_servers}; Ctrl-C to stop")
+    try:
+        while local.process and local.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local.stop()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,23 @@
+"""The platform's services, found through the `cpts.services` entry points of the installed packages."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from cpts_platform.service import ServiceDefinition
+
+# Start order of the one-command run; ports are each service's default settings.
+SERVICE_ORDER = ["registry", "snp-dispatch", "patient-matching", "indicators"]
+
+
+def load_services() -> dict[str, ServiceDefinition]:
+    found = {ep.name: ep for ep in entry_points(group="cpts.services")}
+    ordered = [n for n in SERVICE_ORDER if n in found] + sorted(set(found) - set(SERVICE_ORDER))
+    return {name: found[name].load() for name in ordered}
+
+
+def load_service(name: str) -> ServiceDefinition:
+    services = load_services()
+    if name not in services:
+        raise KeyError(f"unknown service {name!r}; known: {', '.join(services)}")
+    return services[name]

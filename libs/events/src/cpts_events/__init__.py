@@ -1,0 +1,31 @@
+"""The event catalogue of the platform: one envelope (CloudEvents 1.0), versioned types, payload models."""
+
+from cpts_events.catalogue import CATALOGUE, EventType, event_type, topics
+from cpts_events.envelope import (
+    Event,
+    EventDecodeError,
+    EventPayload,
+    EventSchemaError,
+    KafkaRecord,
+    decode,
+    encode,
+    new_event,
+)
+
+# Importing the payload modules registers their event types in the catalogue.
+from cpts_events import registry as registry  # noqa: E402
+
+__all__ = [
+    "CATALOGUE",
+    "Event",
+    "EventDecodeError",
+    "EventPayload",
+    "EventSchemaError",
+    "EventType",
+    "KafkaRecord",
+    "decode",
+    "encode",
+    "event_type",
+    "new_event",
+    "topics",
+]

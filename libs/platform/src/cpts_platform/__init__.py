@@ -1,0 +1,1 @@
+"""The platform's shared foundation: settings, persistence, outbox, consumers, logging, metrics, auth."""

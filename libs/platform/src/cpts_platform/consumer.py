@@ -1,0 +1,248 @@
+"""Idempotent Kafka consumer: effect and processed event id in one transaction, offset committed after,
+transient errors retried with backoff, poison messages to `<topic>.dlq` with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Awaitable, Callable, Mapping
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cpts_events import Event, EventDecodeError, EventSchemaError, decode, topics
+from cpts_platform.db import Database
+from cpts_platform.logging import get_logger
+from cpts_platform.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+
+log = get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+
+
+class PermanentEventError(Exception):
+    """Raised by a handler for an event that can never be applied; the message is recorded as the reason,
+    so it must not contain a patient's identity."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures of the infrastructure (database or broker away), as opposed to a bad event."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    return isinstance(exc, (OSError, TimeoutError, KafkaError, sa.exc.TimeoutError, sa.exc.DisconnectionError))
+
+
+def safe_reason(exc: BaseException) -> str:
+    if isinstance(exc, PermanentEventError):
+        return str(exc)[:500]
+    return type(exc).__name__
+
+
+@dataclass
+class _Item:
+    record: object
+    event: Event
+
+
+class _Stopping(Exception):
+    pass
+
+
+class EventConsumer:
+    def __init__(self, *, service: str, group_id: str, topics_: list[str], handlers: Mapping[str, Handler],
+                 database: Database, producer: AIOKafkaProducer, bootstrap_servers: str,
+                 batch_size: int = 500, max_attempts: int = 3) -> None:
+        self.service = service
+        self.group_id = group_id
+        self.topics = topics_
+        self.handlers = dict(handlers)
+        self.database = database
+        self.producer = producer
+        self.bootstrap_servers = bootstrap_servers
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.joined = False
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._processed = database.tables.processed_event
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.service}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_size,
+        )
+        consumer = self
+
+        class _Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):
+                pass
+
+            async def on_partitions_assigned(self, assigned):
+                consumer.joined = True
+                log.info("partitions_assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
+        self._consumer.subscribe(self.topics, listener=_Listener())
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group_id}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            # Let the batch in hand finish; an interrupted one is rolled back and redelivered anyway.
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer:
+            await self._consumer.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.joined and self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            except KafkaError as exc:
+                log.warning("consumer_fetch_failed", error_type=type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            if not batches:
+                continue
+            offsets: dict[TopicPartition, int] = {}
+            try:
+                for tp, records in batches.items():
+                    await self._handle(tp, records)
+                    offsets[tp] = records[-1].offset + 1
+            except _Stopping:
+                return
+            await self._commit(offsets)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The events are in the database already; whoever gets the partition skips them as processed.
+            log.warning("offset_commit_failed", error_type=type(exc).__name__)
+        for tp, position in offsets.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+
+    async def _handle(self, tp: TopicPartition, records: list) -> None:
+        items: list[_Item] = []
+        for record in records:
+            try:
+                event = decode(record.headers, record.key, record.value)
+            except EventDecodeError as exc:
+                await self._retrying(lambda: self._dead_letter(record, "undecodable", str(exc)))
+                continue
+            except EventSchemaError as exc:
+                await self._retrying(lambda: self._dead_letter(record, "schema-invalid", str(exc)))
+                continue
+            if event.type in self.handlers:
+                items.append(_Item(record, event))
+        if not items:
+            return
+        try:
+            await self._retrying(lambda: self._apply(items))
+        except _Stopping:
+            raise
+        except Exception:
+            # One of them cannot be applied: isolate it, each event in its own transaction.
+            for item in items:
+                await self._apply_alone(item)
+
+    async def _retrying(self, operation: Callable[[], Awaitable[None]]) -> None:
+        """Retry while the failure is transient (database or broker away); re-raise anything else."""
+        backoff = 0.2
+        while True:
+            try:
+                await operation()
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if self._stopping:
+                    raise _Stopping() from exc
+                log.warning("consumer_transient_error", error_type=type(exc).__name__, backoff_seconds=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _apply(self, items: list[_Item]) -> None:
+        durations: list[tuple[_Item, float]] = []
+        async with self.database.transaction() as session:
+            ids = list({item.event.id for item in items})
+            done = set((await session.execute(
+                sa.select(self._processed.c.event_id).where(
+                    self._processed.c.consumer_group == self.group_id, self._processed.c.event_id.in_(ids))
+            )).scalars())
+            now = datetime.now(UTC)
+            new_rows = []
+            for item in items:
+                if item.event.id in done:
+                    continue
+                done.add(item.event.id)
+                started = time.perf_counter()
+                await self.handlers[item.event.type](session, item.event)
+                durations.append((item, time.perf_counter() - started))
+                new_rows.append({"event_id": item.event.id, "consumer_group": self.group_id,
+                                 "event_type": item.event.type, "processed_at": now})
+            if new_rows:
+                await session.execute(sa.insert(self._processed), new_rows)
+        for item, duration in durations:
+            self._log_handled(item, duration)
+
+    async def _apply_alone(self, item: _Item) -> None:
+        attempts = 0
+        while True:
+            try:
+                await self._retrying(lambda: self._apply([item]))
+                return
+            except _Stopping:
+                raise
+            except Exception as exc:
+                attempts += 1
+                EVENTS_FAILED.labels(self.service, item.record.topic).inc()
+                log.warning("event_failed", event_id=item.event.id, event_type=item.event.type,
+                            topic=item.record.topic, partition=item.record.partition, offset=item.record.offset,
+                            attempt=attempts, error_type=type(exc).__name__)
+                if attempts >= self.max_attempts or isinstance(exc, PermanentEventError):
+                    await self._retrying(lambda: self._dead_letter(item.record, "handler-failed", safe_reason(exc)))
+                    return
+                await asyncio.sleep(0.1 * attempts)
+
+    async def _dead_letter(self, record, reason: str, detail: str) -> None:
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq_")]
+        headers += [
+            ("dlq_reason", reason.encode()),
+            ("dlq_detail", detail[:1000].encode()),
+            ("dlq_original_topic", record.topic.encode()),
+            ("dlq_original_partition", str(record.partition).encode()),
+            ("dlq_original_offset", str(record.offset).encode()),
+            ("dlq_consumer_group", self.group_id.encode()),
+            ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        await (await self.producer.send(topics.dlq(record.topic), value=record.value, key=record.key,
+                                        headers=headers))
+        EVENTS_DEAD_LETTERED.labels(self.service, record.topic, reason).inc()
+        log.warning("event_dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset,
+                    reason=reason, detail=detail[:300])
+
+    def _log_handled(self, item: _Item, duration: float) -> None:
+        EVENTS_CONSUMED.labels(self.service, item.record.topic).inc()
+        log.info("event_handled", event_id=item.event.id, event_type=item.event.type, topic=item.record.topic,
+                 partition=item.record.partition, offset=item.record.offset,
+                 duration_ms=round(duration * 1000, 3))

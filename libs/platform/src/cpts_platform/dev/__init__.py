@@ -1,0 +1,1 @@
+"""Development-only helpers: the local Kafka-protocol broker. Nothing here runs in production."""

@@ -1,0 +1,196 @@
+"""Transactional outbox: events are written with the domain change, then relayed to Kafka in order."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Iterable
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cpts_events import Event, encode
+from cpts_platform.db import Database
+from cpts_platform.logging import get_logger
+from cpts_platform.metrics import EVENTS_PUBLISHED, OUTBOX_OLDEST_AGE, OUTBOX_PENDING
+
+log = get_logger(__name__)
+
+
+async def add_events(session: AsyncSession, database: Database, events: Iterable[Event]) -> int:
+    """Write events to the outbox inside the caller's transaction; they go out only if it commits."""
+    now = datetime.now(UTC)
+    rows = []
+    for event in events:
+        record = encode(event)
+        rows.append({
+            "event_id": event.id,
+            "event_type": event.type,
+            "topic": record.topic,
+            "key": record.key,
+            "value": record.value,
+            "headers": [[name, value.decode()] for name, value in record.headers],
+            "created_at": now,
+        })
+    if rows:
+        await session.execute(sa.insert(database.tables.outbox), rows)
+        session.info["outbox_written"] = True
+    return len(rows)
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in id order, marks them published, and retries while the broker is away.
+
+    At-least-once: a row is marked only after the broker acknowledged it; a crash in between re-sends it,
+    and consumers deduplicate on the event id.
+    """
+
+    def __init__(self, *, service: str, database: Database, producer: AIOKafkaProducer, batch_size: int = 500,
+                 poll_interval: float = 0.5, retention: timedelta = timedelta(days=30),
+                 topic_prefix: str = "") -> None:
+        self.service = service
+        self.database = database
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.topic_prefix = topic_prefix
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.last_error: str | None = None
+        database.on_outbox_commit(self.wake)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            try:
+                published = await self.publish_pending()
+                self.last_error = None
+                backoff = 0.2
+                if loop.time() - last_purge > 3600:
+                    await self.purge()
+                    last_purge = loop.time()
+                if published >= self.batch_size:
+                    continue
+                await self._refresh_gauges()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = type(exc).__name__
+                log.warning("outbox_relay_retry", error_type=type(exc).__name__, backoff_seconds=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending rows; return how many were published."""
+        outbox = self.database.tables.outbox
+        async with self.database.sessions() as session:
+            rows = (await session.execute(
+                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+                .where(outbox.c.published_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(self.batch_size)
+            )).all()
+        if not rows:
+            return 0
+        published_ids = await self._send(rows)
+        if published_ids:
+            async with self.database.transaction() as session:
+                await session.execute(
+                    sa.update(outbox).where(outbox.c.id.in_(published_ids)).values(published_at=datetime.now(UTC))
+                )
+        if len(published_ids) < len(rows):
+            raise ConnectionError("broker did not acknowledge every outbox row")
+        return len(published_ids)
+
+    async def _send(self, rows) -> list[int]:
+        futures = []
+        for row in rows:
+            futures.append(await self.producer.send(
+                self.topic_prefix + row.topic, value=row.value, key=row.key,
+                headers=[(name, value.encode()) for name, value in row.headers],
+            ))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        # Only the prefix acknowledged in full is marked, so a retry re-sends in the original order.
+        published: list[int] = []
+        for row, result in zip(rows, results):
+            if isinstance(result, BaseException):
+                break
+            published.append(row.id)
+            EVENTS_PUBLISHED.labels(self.service, row.topic).inc()
+        return published
+
+    async def _refresh_gauges(self) -> None:
+        outbox = self.database.tables.outbox
+        async with self.database.sessions() as session:
+            count, oldest = (await session.execute(
+                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.published_at.is_(None))
+            )).one()
+        OUTBOX_PENDING.labels(self.service).set(count)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        OUTBOX_OLDEST_AGE.labels(self.service).set(
+            (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0
+        )
+
+    async def purge(self) -> int:
+        """Drop published rows older than the retention; the rest stays available for `replay`."""
+        outbox = self.database.tables.outbox
+        cutoff = datetime.now(UTC) - self.retention
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                sa.delete(outbox).where(outbox.c.published_at.is_not(None), outbox.c.created_at < cutoff)
+            )
+        return result.rowcount or 0
+
+
+async def replay(*, database: Database, producer: AIOKafkaProducer, since: datetime | None = None,
+                 batch_size: int = 1000, topic_prefix: str = "") -> int:
+    """Re-publish the retained outbox history, in order, into a (fresh) broker. Consumers deduplicate."""
+    outbox = database.tables.outbox
+    last_id = 0
+    total = 0
+    while True:
+        query = sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers).where(
+            outbox.c.id > last_id
+        )
+        if since is not None:
+            query = query.where(outbox.c.created_at >= since)
+        async with database.sessions() as session:
+            rows = (await session.execute(query.order_by(outbox.c.id).limit(batch_size))).all()
+        if not rows:
+            return total
+        futures = [
+            await producer.send(topic_prefix + r.topic, value=r.value, key=r.key,
+                                headers=[(n, v.encode()) for n, v in r.headers])
+            for r in rows
+        ]
+        await asyncio.gather(*futures)
+        ids = [r.id for r in rows]
+        async with database.transaction() as session:
+            await session.execute(sa.update(outbox).where(outbox.c.id.in_(ids), outbox.c.published_at.is_(None))
+                                  .values(published_at=datetime.now(UTC)))
+        total += len(rows)
+        last_id = rows[-1].id

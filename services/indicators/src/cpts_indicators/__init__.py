@@ -1,0 +1,1 @@
+"""Indicators service: ACI indicators per CPTS and period, computed from the events."""

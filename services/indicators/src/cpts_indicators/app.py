@@ -1,0 +1,22 @@
+"""Wiring of the indicators service."""
+
+from pathlib import Path
+
+from cpts_indicators.api.routes import router
+from cpts_indicators.consumers import SUBSCRIPTIONS
+from cpts_indicators.repository import metadata, tables
+from cpts_indicators.settings import Settings
+from cpts_platform.service import ServiceDefinition
+
+service = ServiceDefinition(
+    name="indicators",
+    title="Indicateurs ACI",
+    description="Indicateurs de l'ACI par CPTS et par période, calculés depuis les événements, "
+                "diffusés à l'ARS sans jamais identifier un patient.",
+    settings_class=Settings,
+    metadata=metadata,
+    tables=tables,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    subscriptions=SUBSCRIPTIONS,
+)

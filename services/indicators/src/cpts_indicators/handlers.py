@@ -1,0 +1,1 @@
+"""Commands of the indicators service (custom indicators, exports) live here as units of work."""

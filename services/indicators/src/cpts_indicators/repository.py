@@ -1,0 +1,48 @@
+"""Tables of the indicators service: counters maintained from the events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cpts_platform.db import add_platform_tables, upsert
+
+
+class IndicatorsTable(SQLModel, registry=registry()):
+    pass
+
+
+class CptsProfessionalCount(IndicatorsTable, table=True):
+    __tablename__ = "cpts_professional_count"
+
+    cpts_id: str = Field(primary_key=True, max_length=9)
+    professionals: int = 0
+    last_event_time: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+metadata = IndicatorsTable.metadata
+tables = add_platform_tables(metadata)
+
+
+async def count_professional(session: AsyncSession, *, cpts_id: str, event_time: datetime) -> None:
+    """Add one professional to a CPTS's count, atomically (several consumers may count at once)."""
+    table = CptsProfessionalCount.__table__
+    statement = upsert(session.bind.dialect.name, table).values(
+        cpts_id=cpts_id, professionals=1, last_event_time=event_time
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.cpts_id],
+        set_={"professionals": table.c.professionals + 1,
+              "last_event_time": sa.func.max(table.c.last_event_time, statement.excluded.last_event_time)
+              if session.bind.dialect.name == "sqlite"
+              else sa.func.greatest(table.c.last_event_time, statement.excluded.last_event_time)},
+    )
+    await session.execute(statement)
+
+
+async def get_professional_count(session: AsyncSession, cpts_id: str) -> CptsProfessionalCount | None:
+    return await session.get(CptsProfessionalCount, cpts_id)

@@ -1,0 +1,1 @@
+"""Commands of patient-matching (enrolment, rounds, proposals) live here as units of work."""

@@ -1,0 +1,1 @@
+"""Registry service: health professionals, CPTS territories, SAS participation, MT capacity."""

@@ -1,0 +1,1 @@
+"""SNP dispatch service: slots, SAS-style intake, ranked search, hold and booking."""

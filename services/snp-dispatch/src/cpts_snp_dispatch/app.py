@@ -1,0 +1,22 @@
+"""Wiring of the snp-dispatch service."""
+
+from pathlib import Path
+
+from cpts_platform.service import ServiceDefinition
+from cpts_snp_dispatch.api.routes import router
+from cpts_snp_dispatch.consumers import SUBSCRIPTIONS
+from cpts_snp_dispatch.repository import metadata, tables
+from cpts_snp_dispatch.settings import Settings
+
+service = ServiceDefinition(
+    name="snp-dispatch",
+    title="Soins non programmés",
+    description="Créneaux publiés par les professionnels, recherche et réservation pour la régulation SAS "
+                "et les secrétariats de CPTS.",
+    settings_class=Settings,
+    metadata=metadata,
+    tables=tables,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    subscriptions=SUBSCRIPTIONS,
+)

@@ -1,0 +1,1 @@
+"""Commands of snp-dispatch (slots, holds, bookings) live here as units of work."""

@@ -1,0 +1,3 @@
+from cpts_platform.migrations import run_env
+
+run_env()

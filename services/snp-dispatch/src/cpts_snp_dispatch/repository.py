@@ -1,0 +1,39 @@
+"""Tables of the snp-dispatch service, including its read model of the registry's professionals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cpts_platform.db import add_platform_tables
+
+
+class DispatchTable(SQLModel, registry=registry()):
+    pass
+
+
+class ProfessionalView(DispatchTable, table=True):
+    """What snp-dispatch knows of a professional, built from the `registry` topic."""
+
+    __tablename__ = "professional_view"
+
+    idnps: str = Field(primary_key=True, max_length=12)
+    family_name: str = Field(max_length=100)
+    given_name: str = Field(max_length=100)
+    profession_code: str = Field(max_length=10)
+    specialty_code: str | None = Field(default=None, max_length=10)
+    commune_insee: str | None = Field(default=None, max_length=5, index=True)
+    cpts_ids: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+metadata = DispatchTable.metadata
+tables = add_platform_tables(metadata)
+
+
+async def get_professional(session: AsyncSession, idnps: str) -> ProfessionalView | None:
+    return await session.get(ProfessionalView, idnps)
