@@ -168,3 +168,20 @@ async def eventually(check, timeout: float = 15.0, interval: float = 0.1):
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+
+
+def wait_for(fetch, ok, timeout: float = 20.0, interval: float = 0.1):
+    """Call `fetch()` until `ok(result)`; return the result or fail with the last one (for system tests)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fetch()
+            if ok(last):
+                return last
+        except Exception as exc:  # a service restarting refuses connections for a moment
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"not reached within {timeout} s; last: {getattr(last, 'text', last)!r}")
