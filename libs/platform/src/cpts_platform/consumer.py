@@ -55,7 +55,7 @@ class _Stopping(Exception):
 class EventConsumer:
     def __init__(self, *, service: str, group_id: str, topics_: list[str], handlers: Mapping[str, Handler],
                  database: Database, producer: AIOKafkaProducer, bootstrap_servers: str,
-                 batch_size: int = 500, max_attempts: int = 3) -> None:
+                 batch_size: int = 500, max_attempts: int = 3, session_timeout_ms: int = 6000) -> None:
         self.service = service
         self.group_id = group_id
         self.topics = topics_
@@ -65,6 +65,7 @@ class EventConsumer:
         self.bootstrap_servers = bootstrap_servers
         self.batch_size = batch_size
         self.max_attempts = max_attempts
+        self.session_timeout_ms = session_timeout_ms
         self.joined = False
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
@@ -79,6 +80,9 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.batch_size,
+            # A dead instance's partitions move to the others after this long without heartbeats.
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(self.session_timeout_ms // 6, 500),
         )
         consumer = self
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -14,6 +15,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UtcDateTime(sa.TypeDecorator):
+    """Timestamps stored in UTC and always read back timezone-aware (SQLite keeps no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the platform stores aware UTC timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 @dataclass(frozen=True)
@@ -34,8 +54,8 @@ def add_platform_tables(metadata: sa.MetaData) -> PlatformTables:
         sa.Column("key", sa.LargeBinary, nullable=False),
         sa.Column("value", sa.LargeBinary, nullable=False),
         sa.Column("headers", sa.JSON, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("published_at", UtcDateTime(), nullable=True),
         sa.Index("ix_outbox_event_pending", "id", postgresql_where=sa.text("published_at IS NULL"),
                  sqlite_where=sa.text("published_at IS NULL")),
         sa.Index("ix_outbox_event_created_at", "created_at"),
@@ -46,7 +66,7 @@ def add_platform_tables(metadata: sa.MetaData) -> PlatformTables:
         sa.Column("event_id", sa.String(36), primary_key=True),
         sa.Column("consumer_group", sa.String(200), primary_key=True),
         sa.Column("event_type", sa.String(200), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", UtcDateTime(), nullable=False),
     )
     return PlatformTables(outbox=outbox, processed_event=processed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Iterable
 
@@ -105,27 +106,48 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; return how many were published."""
-        outbox = self.database.tables.outbox
-        async with self.database.sessions() as session:
-            rows = (await session.execute(
-                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(self.batch_size)
-            )).all()
-        if not rows:
-            return 0
-        published_ids = await self._send(rows)
-        if published_ids:
+        if self.database.dialect == "postgresql":
+            # One active relay per service, however many instances run: the others stand by.
             async with self.database.transaction() as session:
-                await session.execute(
-                    sa.update(outbox).where(outbox.c.id.in_(published_ids)).values(published_at=datetime.now(UTC))
-                )
+                locked = (await session.execute(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key))))
+                if not locked.scalar_one():
+                    return 0
+                rows = await self._pending(session)
+                published_ids = await self._send(rows)
+                await self._mark(session, published_ids)
+        else:
+            # SQLite: never hold its single write lock while waiting for the broker.
+            async with self.database.sessions() as session:
+                rows = await self._pending(session)
+            published_ids = await self._send(rows)
+            if published_ids:
+                async with self.database.transaction() as session:
+                    await self._mark(session, published_ids)
         if len(published_ids) < len(rows):
             raise ConnectionError("broker did not acknowledge every outbox row")
         return len(published_ids)
 
+    @property
+    def _lock_key(self) -> int:
+        return int.from_bytes(hashlib.sha256(f"outbox-relay:{self.service}".encode()).digest()[:8], "big", signed=True)
+
+    async def _pending(self, session: AsyncSession) -> list:
+        outbox = self.database.tables.outbox
+        return list((await session.execute(
+            sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(self.batch_size)
+        )).all())
+
+    async def _mark(self, session: AsyncSession, ids: list[int]) -> None:
+        if ids:
+            outbox = self.database.tables.outbox
+            await session.execute(sa.update(outbox).where(outbox.c.id.in_(ids)).values(published_at=datetime.now(UTC)))
+
     async def _send(self, rows) -> list[int]:
+        if not rows:
+            return []
         futures = []
         for row in rows:
             futures.append(await self.producer.send(
@@ -149,8 +171,6 @@ class OutboxRelay:
                 sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.published_at.is_(None))
             )).one()
         OUTBOX_PENDING.labels(self.service).set(count)
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)
         OUTBOX_OLDEST_AGE.labels(self.service).set(
             (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0
         )

@@ -76,6 +76,7 @@ class Runtime:
                 database=self.database, producer=self.producer,
                 bootstrap_servers=settings.kafka_bootstrap_servers, batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
+                session_timeout_ms=settings.consumer_session_timeout_ms,
             )
             for s in definition.subscriptions
         ]

@@ -60,6 +60,7 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: int = 30
     consumer_batch_size: int = 500
     consumer_max_attempts: int = 3
+    consumer_session_timeout_ms: int = 6000
     topic_partitions: int = 3
     topic_replication_factor: int = 1
 

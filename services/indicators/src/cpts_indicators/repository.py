@@ -9,7 +9,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cpts_platform.db import add_platform_tables, upsert
+from cpts_platform.db import UtcDateTime, add_platform_tables, upsert
 
 
 class IndicatorsTable(SQLModel, registry=registry()):
@@ -21,7 +21,7 @@ class CptsProfessionalCount(IndicatorsTable, table=True):
 
     cpts_id: str = Field(primary_key=True, max_length=9)
     professionals: int = 0
-    last_event_time: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    last_event_time: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
 
 
 metadata = IndicatorsTable.metadata

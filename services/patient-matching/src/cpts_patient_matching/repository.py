@@ -9,7 +9,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cpts_platform.db import add_platform_tables
+from cpts_platform.db import UtcDateTime, add_platform_tables
 
 
 class MatchingTable(SQLModel, registry=registry()):
@@ -24,7 +24,7 @@ class GpView(MatchingTable, table=True):
     idnps: str = Field(primary_key=True, max_length=12)
     commune_insee: str | None = Field(default=None, max_length=5, index=True)
     cpts_ids: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
-    updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
 
 
 metadata = MatchingTable.metadata

@@ -9,7 +9,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cpts_platform.db import add_platform_tables
+from cpts_platform.db import UtcDateTime, add_platform_tables
 
 
 class RegistryTable(SQLModel, registry=registry()):
@@ -27,7 +27,7 @@ class ProfessionalRow(RegistryTable, table=True):
     commune_insee: str | None = Field(default=None, max_length=5, index=True)
     cpts_ids: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
     active: bool = True
-    registered_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    registered_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
 
 
 metadata = RegistryTable.metadata
