@@ -154,6 +154,28 @@ def schemas(out: Annotated[Path, typer.Option()] = Path("libs/events/schemas"),
 
 
 @app.command()
+def openapi(check: Annotated[bool, typer.Option(help="Fail if a committed document is stale.")] = False) -> None:
+    """Write each service's OpenAPI document to services/<name>/openapi.json."""
+    from cpts_cli.services import load_services, openapi_document
+
+    stale = []
+    for name, definition in load_services().items():
+        path = definition.migrations.parents[2] / "openapi.json"
+        document = openapi_document(definition)
+        if check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != document:
+                stale.append(str(path))
+        else:
+            path.write_text(document, encoding="utf-8")
+            typer.echo(str(path))
+    if stale:
+        typer.echo("stale: " + ", ".join(stale) + " (run `cpts openapi`)", err=True)
+        raise typer.Exit(1)
+    if check:
+        typer.echo("OpenAPI documents up to date")
+
+
+@app.command()
 def broker(port: Annotated[int, typer.Option()] = 9092) -> None:
     """Run only the local Kafka-protocol broker (development)."""
     import time

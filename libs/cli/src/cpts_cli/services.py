@@ -21,3 +21,12 @@ def load_service(name: str) -> ServiceDefinition:
     if name not in services:
         raise KeyError(f"unknown service {name!r}; known: {', '.join(services)}")
     return services[name]
+
+
+def openapi_document(definition: ServiceDefinition) -> str:
+    import json
+
+    from cpts_platform.service import create_app
+
+    app = create_app(definition, definition.settings_class(profile="test"))
+    return json.dumps(app.openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"

@@ -162,6 +162,8 @@ class TokenVerifier:
             raise _unauthorized("Token audience not accepted.")
         except jwt.PyJWTError:
             raise _unauthorized("Invalid token.")
+        if not (claims.get("roles") or claims.get("realm_access", {}).get("roles")):
+            claims["roles"] = list(source.issuer.default_roles)
         return principal_from_claims(claims)
 
 

@@ -13,6 +13,9 @@ class TrustedIssuer(BaseModel):
     issuer: str
     audience: str
     jwks_url: str
+    default_roles: list[str] = Field(
+        default_factory=list, description="Roles of a token that carries none, e.g. ['professional'] for Pro Santé Connect."
+    )
 
 
 LOCAL_ISSUER = "cpts-local"
