@@ -321,13 +321,43 @@ def test_admin_passes_every_check():
     assert principal.is_professional("810001234567")
 
 
-@pytest.mark.xfail(strict=True, raises=(AttributeError, TypeError), reason=(
-    "library bug: principal_from_claims assumes realm_access is a dict and roles a list of strings; a signed "
-    "token with `realm_access: null` (or `roles: 5`) raises AttributeError/TypeError: a 500 (re-raised by "
-    "Starlette's ServerErrorMiddleware, hence by the in-process transport) instead of 401/403"))
 @module_loop
 async def test_signed_token_with_odd_role_claims_is_refused_not_a_server_error(registry: Registry):
     for extra in ({"realm_access": None}, {"roles": 5}):
         token = registry.issuer.mint(subject="odd", roles=[], extra=extra)
         response = await registry.client.get("/professionals", headers=bearer(token))
         assert response.status_code in (401, 403), (extra, response.status_code)
+
+
+async def test_unreachable_issuer_keys_answer_503_not_500(tmp_path):
+    from cpts_platform.auth import _KeySource
+    from cpts_platform.problems import ProblemError
+    from cpts_platform.settings import TrustedIssuer
+
+    source = _KeySource(TrustedIssuer(issuer="x", audience="y", jwks_url=f"file://{tmp_path}/missing.json"))
+    with pytest.raises(ProblemError) as caught:
+        await source.key_for("kid")
+    assert caught.value.status == 503
+
+
+async def test_made_up_key_ids_do_not_refetch_the_issuer_keys_on_every_request(tmp_path):
+    from cpts_platform.auth import LocalIssuer, _KeySource
+    from cpts_platform.problems import ProblemError
+    from cpts_platform.settings import TrustedIssuer
+
+    issuer = LocalIssuer(tmp_path / "issuer")
+    issuer.ensure_key()
+    source = _KeySource(TrustedIssuer(issuer="x", audience="y", jwks_url=issuer.jwks_url))
+    loads = 0
+    original = source._load
+
+    async def counting_load():
+        nonlocal loads
+        loads += 1
+        await original()
+
+    source._load = counting_load
+    for kid in ("a", "b", "c"):
+        with pytest.raises(ProblemError):
+            await source.key_for(kid)
+    assert loads == 1

@@ -130,9 +130,6 @@ async def test_body_over_the_limit_is_413_problem(registry: Registry):
     assert str(MAX_BODY_BYTES) in body["detail"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "library bug: BodySizeLimitMiddleware raises a plain _BodyTooLarge from receive(); FastAPI's body reader "
-    "turns any non-HTTPException into 400 'There was an error parsing the body' before the middleware sees it"))
 @module_loop
 async def test_streamed_body_over_the_limit_without_content_length_is_413_problem(registry: Registry):
     content = json.dumps(professional(fresh_idnps(), family_name="x" * 5000)).encode()

@@ -224,9 +224,6 @@ def test_kafka_settings_read_the_common_environment(monkeypatch: pytest.MonkeyPa
     assert settings.topic_replication_factor == 3
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "library gap: the production checks cover only the main issuer; auth_extra_issuers may name the local "
-    "issuer or a non-https (file://, http://) JWKS and are accepted"))
 def test_production_refuses_an_extra_issuer_that_is_local_or_not_https():
     extra = [TrustedIssuer(issuer=LOCAL_ISSUER, audience=LOCAL_AUDIENCE, jwks_url="file:///var/local-issuer/jwks.json")]
     try:

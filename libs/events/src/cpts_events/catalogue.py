@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, TypeVar
 
@@ -45,7 +46,7 @@ CATALOGUE: dict[str, EventType] = {}
 
 def event_type(name: str, *, topic: str, key: str, description: str) -> Callable[[type[P]], type[P]]:
     """Register a payload model as the data of the versioned event type `name`, keyed by its field `key`."""
-    if not name.rsplit(".", 1)[-1].startswith("v"):
+    if not re.fullmatch(r"v[1-9]\d*", name.rsplit(".", 1)[-1]):
         raise ValueError(f"event type {name!r} must end with a version (.v1, .v2...)")
     if topic not in topics.ALL:
         raise ValueError(f"unknown topic {topic!r}")

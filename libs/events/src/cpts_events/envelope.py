@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from cpts_events.catalogue import CATALOGUE, EventType
 
 CONTENT_TYPE = "application/json"
+REQUIRED_HEADERS = ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time")
 _FORMAT = JSONFormat()
 
 
@@ -94,6 +95,11 @@ def encode(event: Event) -> KafkaRecord:
 
 def decode(headers: list[tuple[str, bytes]] | tuple, key: bytes | None, value: bytes | None) -> Event:
     """Read a Kafka record back into an Event; raise EventDecodeError or EventSchemaError when it cannot."""
+    present = {k.lower() for k, _ in headers}
+    missing = [h for h in REQUIRED_HEADERS if h not in present]
+    if missing:
+        # The SDK would invent an id and a time: the event could then never be deduplicated.
+        raise EventDecodeError(f"missing CloudEvents headers: {', '.join(missing)}")
     try:
         message = ce_kafka.KafkaMessage(headers={k: v for k, v in headers}, key=key, value=value or b"")
         cloud_event = ce_kafka.from_binary(message, _FORMAT, CloudEvent)
@@ -106,6 +112,11 @@ def decode(headers: list[tuple[str, bytes]] | tuple, key: bytes | None, value: b
     if spec is None:
         raise EventDecodeError(f"unknown event type {type_name!r}")
     data = cloud_event.get_data()
+    if isinstance(data, (str, bytes)) or data is None:
+        try:
+            json.loads(value or b"")
+        except ValueError:
+            raise EventDecodeError("event data is not JSON") from None
     if not isinstance(data, dict):
         raise EventSchemaError("event data is not a JSON object")
     try:

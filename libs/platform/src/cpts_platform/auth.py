@@ -59,44 +59,68 @@ class Principal:
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """Map token claims: `roles` (or Keycloak's `realm_access.roles`), `cpts`, `departements`, `idnps`
     (or Pro Santé Connect's `SubjectNameID`)."""
-    raw_roles = claims.get("roles") or claims.get("realm_access", {}).get("roles", [])
-    if isinstance(raw_roles, str):
-        raw_roles = [raw_roles]
     known = {r.value for r in Role}
-    roles = frozenset(Role(r) for r in raw_roles if r in known)
+    roles = frozenset(Role(r) for r in claimed_roles(claims) if r in known)
     idnps = claims.get("idnps") or claims.get("SubjectNameID")
     return Principal(
         subject=str(claims.get("sub", "")),
         roles=roles,
         cpts_ids=frozenset(_as_list(claims.get("cpts"))),
         departements=frozenset(_as_list(claims.get("departements"))),
-        idnps=str(idnps) if idnps else None,
+        idnps=idnps if isinstance(idnps, str) and idnps else None,
     )
+
+
+def claimed_roles(claims: dict[str, Any]) -> list[str]:
+    """Role names of a token, from `roles` or Keycloak's `realm_access.roles`; anything malformed is ignored."""
+    raw = claims.get("roles")
+    if not raw:
+        realm_access = claims.get("realm_access")
+        raw = realm_access.get("roles") if isinstance(realm_access, dict) else None
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return []
+    return [r for r in raw if isinstance(r, str)]
 
 
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [str(value)]
+        return [v for v in value if isinstance(v, str)]
+    return [value] if isinstance(value, str) else []
 
 
 class _KeySource:
     """The public keys of one issuer, from a JWKS URL (cached, refreshed on an unknown key id) or file."""
 
-    def __init__(self, issuer: TrustedIssuer, *, refresh_seconds: float = 300.0) -> None:
+    def __init__(self, issuer: TrustedIssuer, *, refresh_seconds: float = 300.0,
+                 min_refetch_seconds: float = 30.0) -> None:
         self.issuer = issuer
         self._keys: dict[str, Any] = {}
-        self._fetched_at = 0.0
+        self._fetched_at = float("-inf")
         self._refresh_seconds = refresh_seconds
+        self._min_refetch_seconds = min_refetch_seconds
         self._lock = asyncio.Lock()
 
+    def _should_fetch(self, kid: str | None) -> bool:
+        age = time.monotonic() - self._fetched_at
+        # An unknown key id refetches (key rotation), but at most every `min_refetch_seconds`: tokens with
+        # made-up key ids must not turn the service into a relay of requests to the identity provider.
+        return age > self._refresh_seconds or (kid not in self._keys and age > self._min_refetch_seconds)
+
     async def key_for(self, kid: str | None) -> Any:
-        if kid not in self._keys or time.monotonic() - self._fetched_at > self._refresh_seconds:
+        if self._should_fetch(kid):
             async with self._lock:
-                if kid not in self._keys or time.monotonic() - self._fetched_at > self._refresh_seconds:
-                    await self._load()
+                if self._should_fetch(kid):
+                    try:
+                        await self._load()
+                    except Exception as exc:
+                        if not self._keys:
+                            raise ProblemError(503, "The identity provider's keys cannot be fetched.",
+                                               title="Service Unavailable") from exc
+                        self._fetched_at = time.monotonic()  # keep the known keys; retry later
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         if kid not in self._keys:
@@ -162,7 +186,7 @@ class TokenVerifier:
             raise _unauthorized("Token audience not accepted.")
         except jwt.PyJWTError:
             raise _unauthorized("Invalid token.")
-        if not (claims.get("roles") or claims.get("realm_access", {}).get("roles")):
+        if not claimed_roles(claims):
             claims["roles"] = list(source.issuer.default_roles)
         return principal_from_claims(claims)
 

@@ -71,7 +71,7 @@ class Runtime:
         )
         self.consumers = [
             EventConsumer(
-                service=definition.name, group_id=s.group_id,
+                service=definition.name, group_id=settings.kafka_topic_prefix + s.group_id,
                 topics_=[settings.kafka_topic_prefix + t for t in s.topics], handlers=s.handlers,
                 database=self.database, producer=self.producer,
                 bootstrap_servers=settings.kafka_bootstrap_servers, batch_size=settings.consumer_batch_size,

@@ -45,7 +45,7 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = 10
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_client_id: str | None = None
-    kafka_topic_prefix: str = Field(default="", description="Namespace for every topic (environments, tests).")
+    kafka_topic_prefix: str = Field(default="", description="Namespace of every topic and consumer group (environments, tests).")
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     max_body_bytes: int = 1_048_576
@@ -91,6 +91,9 @@ class ServiceSettings(BaseSettings):
                 unsafe.append("auth_issuer/auth_jwks_url: the local demo issuer is refused in production")
             if not self.auth_jwks_url or not self.auth_jwks_url.startswith("https://"):
                 unsafe.append("auth_jwks_url: must be an https URL in production")
+            for extra in self.auth_extra_issuers:
+                if extra.issuer == LOCAL_ISSUER or not extra.jwks_url.startswith("https://"):
+                    unsafe.append(f"auth_extra_issuers: {extra.issuer!r} must be a real issuer with an https JWKS")
             if unsafe:
                 raise ValueError("unsafe settings outside the local profile: " + "; ".join(unsafe))
         return self

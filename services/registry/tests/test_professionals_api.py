@@ -1,0 +1,66 @@
+"""Registering professionals through the registry API, and the events it publishes."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
+from cpts_events import decode, topics
+from cpts_platform.auth import LocalIssuer
+from cpts_platform.testing import running_service, settings_for
+from cpts_registry.app import service
+
+CPTS = "690049999"
+BODY = {"idnps": "810100000011", "family_name": "Morel", "given_name": "Camille", "profession_code": "10",
+        "specialty_code": "SM54", "commune_insee": "69259", "cpts_ids": [CPTS]}
+
+
+def auth(tmp_path, role: str, **scope) -> dict[str, str]:
+    token = LocalIssuer(tmp_path / "var" / "local-issuer").mint(subject="t", roles=[role], **scope)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def first_record(kafka_broker: str, topic: str):
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_broker, auto_offset_reset="earliest",
+                                group_id=uuid.uuid4().hex)
+    await consumer.start()
+    try:
+        return await consumer.getone()
+    finally:
+        await consumer.stop()
+
+
+async def test_registering_a_professional_stores_it_and_publishes_professional_registered(
+        database_url, kafka_broker, topic_prefix, tmp_path):
+    settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
+                            topic_prefix=topic_prefix, var_dir=tmp_path / "var")
+    async with running_service(service, settings) as client:
+        coordinator = auth(tmp_path, "coordinator", cpts_ids=[CPTS])
+        created = await client.post("/professionals", json=BODY, headers=coordinator)
+        assert created.status_code == 201, created.text
+        assert created.json()["registered_at"].endswith("Z") or "+00:00" in created.json()["registered_at"]
+        read = await client.get("/professionals/810100000011", headers=auth(tmp_path, "regulator"))
+        assert read.json()["family_name"] == "Morel"
+        record = await first_record(kafka_broker, topic_prefix + topics.REGISTRY)
+    event = decode(record.headers, record.key, record.value)
+    assert event.type == "fr.cpts.registry.professional.registered.v1"
+    assert event.source == "/cpts/registry"
+    assert event.subject == "professional/810100000011"
+    assert record.key == b"810100000011"
+    assert event.payload.cpts_ids == [CPTS]
+
+
+async def test_professionals_are_listed_by_page(database_url, kafka_broker, topic_prefix, tmp_path):
+    settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
+                            topic_prefix=topic_prefix, var_dir=tmp_path / "var")
+    async with running_service(service, settings) as client:
+        admin = auth(tmp_path, "admin")
+        for i in range(5):
+            body = dict(BODY, idnps=f"8101000000{i:02d}")
+            assert (await client.post("/professionals", json=body, headers=admin)).status_code == 201
+        page = await client.get("/professionals", params={"limit": 2, "offset": 2}, headers=admin)
+        too_big = await client.get("/professionals", params={"limit": 10_000}, headers=admin)
+    assert [p["idnps"] for p in page.json()["items"]] == ["810100000002", "810100000003"]
+    assert too_big.status_code == 422
+    assert too_big.json()["errors"][0]["field"] == "limit"
