@@ -1,0 +1,5 @@
+"""French communes, départements and SAS search radii (reference data shipped in `data/`)."""
+
+from cpts_geo.communes import Commune, Departement, SasRadius, communes, departements, haversine_km, sas_radii
+
+__all__ = ["Commune", "Departement", "SasRadius", "communes", "departements", "haversine_km", "sas_radii"]
