@@ -47,6 +47,9 @@ def test_consumers_killed_mid_stream_apply_every_event_exactly_once(stack):
     for name in ("registry", "snp-dispatch", "indicators"):
         stack.start(name)
     stack.wait_ready("registry", "snp-dispatch", "indicators")
+    cpts = httpx.post(f"{stack.url('registry')}/cpts", headers={"Authorization": f"Bearer {stack.token('admin')}"},
+                      json={"cpts_id": CPTS, "name": "CPTS test", "communes": ["69259"]})
+    assert cpts.status_code == 201, cpts.text
     progress = [0]
     writer = threading.Thread(target=lambda: asyncio.run(
         register_many(stack.url("registry"), stack.token("admin"), EVENTS, progress)))

@@ -25,6 +25,9 @@ def test_a_registered_professional_flows_to_every_service(stack):
                     "profession_code": "10", "specialty_code": "SM54", "commune_insee": "69259",
                     "cpts_ids": [CPTS]}
 
+    cpts = httpx.post(f"{stack.url('registry')}/cpts", headers=admin,
+                      json={"cpts_id": CPTS, "name": "CPTS de l'Est lyonnais", "communes": ["69259", "69290"]})
+    assert cpts.status_code == 201, cpts.text
     started = time.monotonic()
     response = httpx.post(f"{stack.url('registry')}/professionals", json=professional, headers=coordinator)
     assert response.status_code == 201, response.text

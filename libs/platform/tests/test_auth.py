@@ -47,7 +47,17 @@ async def registry(tmp_path_factory: pytest.TempPathFactory, kafka_broker: str):
     # The service's verifier trusts the key the local issuer keeps under var_dir/local-issuer.
     issuer = LocalIssuer(var_dir / "local-issuer")
     async with running_service(service, settings) as client:
+        await register_cpts(client, LocalIssuer(var_dir / "local-issuer"))
         yield Registry(client=client, issuer=issuer)
+
+
+async def register_cpts(client, issuer) -> None:
+    """The CPTS the tests' professionals belong to must exist in the registry."""
+    admin = {"Authorization": f"Bearer {issuer.mint(subject='admin', roles=['admin'])}"}
+    for cpts_id, commune in (("690049999", "69259"), ("690048888", "69290")):
+        response = await client.post("/cpts", json={"cpts_id": cpts_id, "name": f"CPTS {cpts_id}",
+                                                    "communes": [commune]}, headers=admin)
+        assert response.status_code == 201, response.text
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -51,7 +51,7 @@ async def producer(kafka_broker, topic_prefix):
 
 async def read_topic(kafka_broker: str, topic: str, count: int, timeout: float = 15.0) -> list:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_broker, auto_offset_reset="earliest",
-                                group_id=f"reader-{uuid.uuid4().hex}", enable_auto_commit=False)
+                                group_id=None, enable_auto_commit=False)
     await consumer.start()
     records = []
     try:

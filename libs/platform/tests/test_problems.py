@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -21,6 +21,15 @@ MAX_BODY_BYTES = 1000
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
+async def register_cpts(client, issuer) -> None:
+    """The CPTS the tests' professionals belong to must exist in the registry."""
+    admin = {"Authorization": f"Bearer {issuer.mint(subject='admin', roles=['admin'])}"}
+    for cpts_id, commune in (("690049999", "69259"), ("690048888", "69290")):
+        response = await client.post("/cpts", json={"cpts_id": cpts_id, "name": f"CPTS {cpts_id}",
+                                                    "communes": [commune]}, headers=admin)
+        assert response.status_code == 201, response.text
+
+
 @dataclass
 class Registry:
     client: httpx.AsyncClient
@@ -35,7 +44,8 @@ async def registry(tmp_path_factory: pytest.TempPathFactory, kafka_broker: str):
                             topic_prefix=f"t{uuid.uuid4().hex[:10]}.", var_dir=var_dir,
                             max_body_bytes=MAX_BODY_BYTES)
     issuer = LocalIssuer(var_dir / "local-issuer")
-    async with running_service(service, settings) as client:
+    async with running_service(replace(service, echo_invalid_values=False), settings) as client:
+        await register_cpts(client, LocalIssuer(var_dir / "local-issuer"))
         token = issuer.mint(subject="coordinator", roles=["coordinator"], cpts_ids=[CPTS_A])
         yield Registry(client=client, headers={"Authorization": f"Bearer {token}"})
 

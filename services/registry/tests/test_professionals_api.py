@@ -21,12 +21,21 @@ def auth(tmp_path, role: str, **scope) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def first_record(kafka_broker: str, topic: str):
+async def register_cpts(client, tmp_path) -> None:
+    response = await client.post("/cpts", headers=auth(tmp_path, "admin"),
+                                 json={"cpts_id": CPTS, "name": "CPTS de l'Est lyonnais", "communes": ["69259"]})
+    assert response.status_code == 201, response.text
+
+
+async def first_record(kafka_broker: str, topic: str, event_type: str):
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_broker, auto_offset_reset="earliest",
-                                group_id=uuid.uuid4().hex)
+                                group_id=None)
     await consumer.start()
     try:
-        return await consumer.getone()
+        while True:
+            record = await consumer.getone()
+            if dict(record.headers)["ce_type"] == event_type.encode():
+                return record
     finally:
         await consumer.stop()
 
@@ -36,13 +45,14 @@ async def test_registering_a_professional_stores_it_and_publishes_professional_r
     settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
                             topic_prefix=topic_prefix, var_dir=tmp_path / "var")
     async with running_service(service, settings) as client:
+        await register_cpts(client, tmp_path)
         coordinator = auth(tmp_path, "coordinator", cpts_ids=[CPTS])
         created = await client.post("/professionals", json=BODY, headers=coordinator)
         assert created.status_code == 201, created.text
         assert created.json()["registered_at"].endswith("Z") or "+00:00" in created.json()["registered_at"]
         read = await client.get("/professionals/810100000011", headers=auth(tmp_path, "regulator"))
         assert read.json()["family_name"] == "Morel"
-        record = await first_record(kafka_broker, topic_prefix + topics.REGISTRY)
+        record = await first_record(kafka_broker, topic_prefix + topics.REGISTRY, "fr.cpts.registry.professional.registered.v1")
     event = decode(record.headers, record.key, record.value)
     assert event.type == "fr.cpts.registry.professional.registered.v1"
     assert event.source == "/cpts/registry"
@@ -55,6 +65,7 @@ async def test_professionals_are_listed_by_page(database_url, kafka_broker, topi
     settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
                             topic_prefix=topic_prefix, var_dir=tmp_path / "var")
     async with running_service(service, settings) as client:
+        await register_cpts(client, tmp_path)
         admin = auth(tmp_path, "admin")
         for i in range(5):
             body = dict(BODY, idnps=f"8101000000{i:02d}")

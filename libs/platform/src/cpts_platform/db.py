@@ -84,8 +84,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_connection, _record) -> None:
-            # Take the write lock at BEGIN, so concurrent writers queue instead of failing on upgrade.
-            dbapi_connection.isolation_level = None
+            dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below emits BEGIN
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -95,7 +94,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Units of work take the write lock at BEGIN, so concurrent writers queue instead of failing
+            # on lock upgrade; read-only sessions use a deferred BEGIN and never block writers (WAL).
+            immediate = connection.get_execution_options().get("sqlite_immediate", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_async_engine(
@@ -112,6 +114,8 @@ class Database:
         self.tables = tables
         self.engine = create_engine(url, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(self.engine.execution_options(sqlite_immediate=True),
+                                                  class_=AsyncSession, expire_on_commit=False)
         self._after_commit: list[Callable[[], None]] = []
 
     @property
@@ -124,7 +128,7 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session:
+        async with self._write_sessions() as session:
             async with session.begin():
                 yield session
             if session.info.pop("outbox_written", False):

@@ -67,15 +67,23 @@ def _field_name(loc: tuple | list) -> str:
     return ".".join(parts)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def _echo(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value[:100] if isinstance(value, str) else value
+    return None
+
+
+def install_problem_handlers(app: FastAPI, *, echo_invalid_values: bool = False) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Field names and messages only: never echo the submitted values (they may identify a patient).
-        errors = [
-            {"field": _field_name(e.get("loc", ())), "in": str(e.get("loc", ("body",))[0]),
-             "message": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
+        # Field names and messages; the submitted values only for services that hold no patient data.
+        errors = []
+        for e in exc.errors():
+            error = {"field": _field_name(e.get("loc", ())), "in": str(e.get("loc", ("body",))[0]),
+                     "message": e.get("msg", ""), "type": e.get("type", "")}
+            if echo_invalid_values and _echo(e.get("input")) is not None:
+                error["value"] = _echo(e.get("input"))
+            errors.append(error)
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         return problem_response(422, f"Invalid request: {fields}", request=request,
                                 title="Unprocessable Content", errors=errors)

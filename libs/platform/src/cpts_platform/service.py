@@ -52,6 +52,8 @@ class ServiceDefinition:
     routers: list[APIRouter] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
     version: str = "0.1.0"
+    # Only a service that holds no patient data may echo invalid values back in its 422 answers.
+    echo_invalid_values: bool = False
 
 
 class Runtime:
@@ -223,7 +225,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, description=definition.description, version=definition.version,
                   lifespan=lifespan)
-    install_problem_handlers(app)
+    install_problem_handlers(app, echo_invalid_values=definition.echo_invalid_values)
     app.include_router(_health_router())
     for router in definition.routers:
         app.include_router(router)

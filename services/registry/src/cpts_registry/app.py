@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from cpts_platform.service import ServiceDefinition
-from cpts_registry.api.routes import router
+from cpts_registry.api.fhir import router as fhir_router
+from cpts_registry.api.routes import routers
 from cpts_registry.consumers import SUBSCRIPTIONS
 from cpts_registry.repository import metadata, tables
 from cpts_registry.settings import Settings
@@ -17,6 +18,7 @@ service = ServiceDefinition(
     metadata=metadata,
     tables=tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[*routers, fhir_router],
     subscriptions=SUBSCRIPTIONS,
+    echo_invalid_values=True,  # public professional data only, never a patient's
 )
