@@ -39,6 +39,7 @@ async def test_each_registration_counts_once_per_cpts_even_when_delivered_twice(
     finally:
         await producer.stop()
     assert a["last_event_time"] is not None
+    assert (a["members"], b["members"]) == (3, 1)
     assert 'cpts_events_consumed_total{service="indicators"' in consumed
 
 

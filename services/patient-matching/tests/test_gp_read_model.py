@@ -49,3 +49,45 @@ async def test_gps_are_kept_and_other_professions_are_not(database_url, kafka_br
         await producer.stop()
     assert nurse.status_code == 404
     assert out_of_scope.status_code == 403
+
+
+async def test_a_gp_capacity_to_take_new_patients_follows_the_registry(
+        database_url, kafka_broker, topic_prefix, tmp_path):
+    from datetime import date
+
+    from cpts_events.registry import MtCapacityChanged, ProfessionalUpdated
+
+    settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
+                            topic_prefix=topic_prefix, var_dir=tmp_path / "var")
+    gp, other = "810100000011", "810100000029"
+    payloads = [
+        ProfessionalRegistered(idnps=gp, family_name="A", given_name="B", profession_code="10",
+                               specialty_code="SM54", cpts_ids=["690049999"]),
+        MtCapacityChanged(idnps=gp, accepting=True, new_patients_per_month=6, publics=["adults", "children"],
+                          until=date(2027, 6, 30)),
+        ProfessionalRegistered(idnps=other, family_name="C", given_name="D", profession_code="10",
+                               specialty_code="SM54", cpts_ids=["690049999"]),
+        ProfessionalUpdated(idnps=other, family_name="C", given_name="D", profession_code="10",
+                            specialty_code="SM04", cpts_ids=["690049999"]),
+    ]
+    issuer = LocalIssuer(tmp_path / "var" / "local-issuer")
+    mine = {"Authorization": f"Bearer {issuer.mint(subject='c', roles=['coordinator'], cpts_ids=['690049999'])}"}
+    producer = new_producer(kafka_broker, client_id="test")
+    await producer.start()
+    try:
+        async with running_service(service, settings) as client:
+            for payload in payloads:
+                record = encode(new_event(payload, source="/cpts/registry"))
+                await (await producer.send(topic_prefix + topics.REGISTRY, value=record.value, key=record.key,
+                                           headers=record.headers))
+
+            async def settled():
+                a = await client.get(f"/gps/{gp}", headers=mine)
+                b = await client.get(f"/gps/{other}", headers=mine)
+                return a.status_code == 200 and a.json()["accepting"] and b.status_code == 404 and a.json()
+
+            view = await eventually(settled)
+    finally:
+        await producer.stop()
+    assert view["new_patients_per_month"] == 6 and view["publics"] == ["adults", "children"]
+    assert view["accepting_until"] == "2027-06-30"

@@ -40,3 +40,48 @@ async def test_a_registered_professional_becomes_an_effecteur_for_regulators(
     assert missing.headers["content-type"] == "application/problem+json"
     assert effecteur.json()["commune_insee"] == "69259"
     assert forbidden.status_code == 403
+
+
+async def test_the_effecteur_view_follows_sas_participation_sites_memberships_and_deactivation(
+        database_url, kafka_broker, topic_prefix, tmp_path):
+    from datetime import date
+
+    from cpts_events.registry import (
+        MembershipChanged, PracticeSite, ProfessionalDeactivated, ProfessionalSitesChanged, SasParticipationChanged,
+    )
+
+    settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
+                            topic_prefix=topic_prefix, var_dir=tmp_path / "var")
+    idnps = "810100000011"
+    payloads = [
+        ProfessionalRegistered(idnps=idnps, family_name="Morel", given_name="Camille", profession_code="10",
+                               cpts_ids=["690049999"]),
+        ProfessionalSitesChanged(idnps=idnps, sites=[PracticeSite(site_id="C123", commune_insee="69259",
+                                                                  lat=45.7, lon=4.88, practice_mode="L")]),
+        SasParticipationChanged(idnps=idnps, participating=True, mode="cpts", hours_per_week=4,
+                                accepts_en_sus=True, en_sus_weekly_cap=5, start_date=date(2026, 1, 5)),
+        MembershipChanged(idnps=idnps, cpts_id="690048888", status="active"),
+        MembershipChanged(idnps=idnps, cpts_id="690049999", status="left"),
+        ProfessionalDeactivated(idnps=idnps, reason="absent-from-rpps-import"),
+    ]
+    issuer = LocalIssuer(tmp_path / "var" / "local-issuer")
+    regulator = {"Authorization": f"Bearer {issuer.mint(subject='r', roles=['regulator'])}"}
+    producer = new_producer(kafka_broker, client_id="test")
+    await producer.start()
+    try:
+        async with running_service(service, settings) as client:
+            for payload in payloads:
+                record = encode(new_event(payload, source="/cpts/registry"))
+                await (await producer.send(topic_prefix + topics.REGISTRY, value=record.value, key=record.key,
+                                           headers=record.headers))
+
+            async def settled():
+                response = await client.get(f"/effecteurs/{idnps}", headers=regulator)
+                return response.status_code == 200 and not response.json()["active"] and response.json()
+
+            view = await eventually(settled)
+    finally:
+        await producer.stop()
+    assert view["cpts_ids"] == ["690048888"]
+    assert view["sas_participant"] and view["accepts_en_sus"] and view["en_sus_weekly_cap"] == 5
+    assert view["sites"][0]["commune_insee"] == "69259"

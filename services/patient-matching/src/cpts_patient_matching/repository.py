@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import registry
@@ -24,6 +24,12 @@ class GpView(MatchingTable, table=True):
     idnps: str = Field(primary_key=True, max_length=12)
     commune_insee: str | None = Field(default=None, max_length=5, index=True)
     cpts_ids: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
+    accepting: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    new_patients_per_month: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    publics: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False,
+                                                                         server_default="[]"))
+    accepting_until: date | None = None
     updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
 
 

@@ -17,17 +17,25 @@ class DispatchTable(SQLModel, registry=registry()):
 
 
 class ProfessionalView(DispatchTable, table=True):
-    """What snp-dispatch knows of a professional, built from the `registry` topic."""
+    """What snp-dispatch knows of a professional (effecteur), built from the `registry` topic."""
 
     __tablename__ = "professional_view"
 
     idnps: str = Field(primary_key=True, max_length=12)
+    civility: str | None = Field(default=None, max_length=20)
     family_name: str = Field(max_length=100)
     given_name: str = Field(max_length=100)
     profession_code: str = Field(max_length=10)
     specialty_code: str | None = Field(default=None, max_length=10)
     commune_insee: str | None = Field(default=None, max_length=5, index=True)
     cpts_ids: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
+    sites: list[dict] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False,
+                                                                        server_default="[]"))
+    sas_participant: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    sas_mode: str | None = Field(default=None, max_length=20)
+    accepts_en_sus: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    en_sus_weekly_cap: int | None = None
     updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
 
 

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from cpts_indicators.repository import get_professional_count
+from cpts_indicators.repository import professional_figures
 from cpts_platform.auth import Principal, Role, ensure, require_roles
 from cpts_platform.service import ReadSessionDep
 
@@ -19,7 +19,9 @@ Follower = Annotated[Principal, Depends(require_roles(Role.COORDINATOR, Role.ARS
 
 class ProfessionalCount(BaseModel):
     cpts_id: str
-    professionals: int
+    members: int = Field(description="Membres de la CPTS (adhérents et actifs).")
+    active_members: int
+    professionals: int = Field(description="Inscriptions de professionnels comptées depuis les événements du registre.")
     last_event_time: datetime | None
 
 
@@ -28,6 +30,6 @@ class ProfessionalCount(BaseModel):
 async def professionals_of_cpts(cpts_id: str, principal: Follower, session: ReadSessionDep) -> ProfessionalCount:
     if Role.ARS not in principal.roles:
         ensure(principal.can_access_cpts(cpts_id), f"CPTS {cpts_id} is outside your scope.")
-    row = await get_professional_count(session, cpts_id)
-    return ProfessionalCount(cpts_id=cpts_id, professionals=row.professionals if row else 0,
-                             last_event_time=row.last_event_time if row else None)
+    members, active, registrations, last = await professional_figures(session, cpts_id)
+    return ProfessionalCount(cpts_id=cpts_id, members=members, active_members=active, professionals=registrations,
+                             last_event_time=last)

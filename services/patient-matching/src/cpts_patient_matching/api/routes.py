@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -22,6 +22,11 @@ class GpPublic(BaseModel):
     idnps: str
     commune_insee: str | None
     cpts_ids: list[str]
+    active: bool
+    accepting: bool
+    new_patients_per_month: int
+    publics: list[str]
+    accepting_until: date | None
     updated_at: datetime
 
 

@@ -26,6 +26,12 @@ class EffecteurPublic(BaseModel):
     specialty_code: str | None
     commune_insee: str | None
     cpts_ids: list[str]
+    active: bool
+    sites: list[dict]
+    sas_participant: bool
+    sas_mode: str | None
+    accepts_en_sus: bool
+    en_sus_weekly_cap: int | None
     updated_at: datetime
 
 
