@@ -309,3 +309,26 @@ def test_committed_asyncapi_file_is_the_generated_document():
     committed = yaml.safe_load((SCHEMAS / "asyncapi.yaml").read_text(encoding="utf-8"))
     assert committed == asyncapi()
     assert render()["asyncapi.yaml"] == (SCHEMAS / "asyncapi.yaml").read_text(encoding="utf-8")
+
+
+def test_our_binary_encoding_and_the_cloudevents_sdk_read_each_other():
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    event = an_event()
+    record = encode(event)
+    read_by_sdk = ce_kafka.from_binary(
+        ce_kafka.KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value), JSONFormat(),
+        CloudEvent)
+    assert read_by_sdk.get_id() == event.id and read_by_sdk.get_type() == event.type
+    assert read_by_sdk.get_time() == event.time and read_by_sdk.get_subject() == event.subject
+    assert read_by_sdk.get_data() == event.payload.model_dump(mode="json")
+    assert read_by_sdk.get_datacontenttype() == "application/json"
+
+    written_by_sdk = ce_kafka.to_binary(CloudEvent(attributes={
+        "id": "e-1", "source": "/cpts/registry", "type": event.type, "specversion": "1.0", "time": event.time,
+        "datacontenttype": "application/json"}, data=event.payload.model_dump(mode="json")), JSONFormat(),
+        key_mapper=lambda _: event.key)
+    back = decode(list(written_by_sdk.headers.items()), event.key.encode(), written_by_sdk.value)
+    assert (back.id, back.payload, back.time) == ("e-1", event.payload, event.time)
