@@ -194,5 +194,82 @@ def broker(port: Annotated[int, typer.Option()] = 9092) -> None:
         local.stop()
 
 
+registry_app = typer.Typer(help="Registry: import the public RPPS extract, generate demo extracts.",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("import-rpps")
+def registry_import_rpps(
+        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                             help="PS_LibreAcces_Personne_activite_<date>.txt")],
+        departement: Annotated[list[str], typer.Option(help="Keep the sites of this département (repeat).")] = [],
+        profession: Annotated[list[str], typer.Option(help="Keep this profession code, e.g. 10 (repeat).")] = [],
+        full: Annotated[Optional[bool], typer.Option(
+            "--full/--no-full",
+            help="Deactivate the imported professionals absent from the file (default: only without filters).",
+        )] = None,
+        report: Annotated[Optional[Path], typer.Option(help="Write every rejected line (number, reason) here.")] = None,
+        show: Annotated[int, typer.Option(help="Rejected lines to print.")] = 20,
+        chunk_size: Annotated[int, typer.Option(help="Professionals per transaction.")] = 5000) -> None:
+    """Import an RPPS extract into the registry (idempotent; events to the outbox)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cpts_registry.rpps.importer import import_into_registry, write_rejected_report
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description:<9}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int, rows: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task("scanning" if phase == "scan" else "importing", total=total, info="")
+            task = tasks[phase]
+            info = ""
+            if phase == "import":
+                elapsed = bar.tasks[task].elapsed or 0.0
+                info = f"{rows:>10,} rows {rows / elapsed if elapsed > 0.05 else 0:>8,.0f} rows/s"
+            bar.update(task, completed=done, info=info)
+            if phase == "scan" and done >= total and "import" not in tasks:
+                tasks["import"] = bar.add_task("importing", total=total, info="")  # its clock starts now
+
+        result = asyncio.run(import_into_registry(file, departements=departement, professions=profession,
+                                                  full=full, chunk_size=chunk_size, progress=progress))
+    s = result.summary
+    typer.echo(f"{s.rows_read:,} rows read in {s.seconds:.1f} s ({s.rows_per_second:,.0f} rows/s, {s.encoding}, "
+               f"{'full' if s.full else 'partial'} import)")
+    typer.echo(f"professionals: {s.created:,} created, {s.updated:,} updated, {s.unchanged:,} unchanged, "
+               f"{s.deactivated:,} deactivated; {s.events:,} events")
+    typer.echo(f"rows skipped: {s.rejected:,} rejected, {s.skipped_out_of_territory:,} out of territory, "
+               f"{s.skipped_other_profession:,} other profession, {s.skipped_without_site:,} without a site")
+    for item in result.rejected[:max(show, 0)]:
+        typer.echo(f"  line {item.line_no}: {item.reason}")
+    if len(result.rejected) > max(show, 0):
+        typer.echo(f"  ... {len(result.rejected) - max(show, 0):,} more" + ("" if report else " (see --report)"))
+    if report:
+        write_rejected_report(result.rejected, report)
+        typer.echo(f"rejected lines: {report}")
+
+
+@registry_app.command("generate-demo")
+def registry_generate_demo(
+        out: Annotated[Path, typer.Argument(dir_okay=False, help="File to write.")],
+        rows: Annotated[int, typer.Option(min=1, help="Data lines.")] = 2000,
+        departement: Annotated[list[str], typer.Option(help="Département of the territory (repeat; 'all': France).")]
+        = ["69"],
+        seed: Annotated[int, typer.Option(help="Same seed, same file.")] = 1,
+        encoding: Annotated[str, typer.Option(help="utf-8 (current publications) or latin-1 (older ones).")]
+        = "utf-8") -> None:
+    """Write a demo RPPS extract in the national format, for real communes of the territory."""
+    from cpts_registry.rpps.demo import generate_demo
+
+    departements = [] if any(d.lower() == "all" for d in departement) else departement
+    stats = generate_demo(out, rows=rows, departements=departements, seed=seed, encoding=encoding)
+    typer.echo(f"{stats.path}: {stats.rows:,} rows, {stats.professionals:,} professionals, {stats.sites:,} sites")
+
+
 if __name__ == "__main__":
     app()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,16 +115,15 @@ def decode(headers: list[tuple[str, bytes]] | tuple, key: bytes | None, value: b
     if spec is None:
         raise EventDecodeError(f"unknown event type {type_name!r}")
     try:
-        data = json.loads(value or b"")
-    except ValueError:
-        raise EventDecodeError("event data is not JSON") from None
-    if not isinstance(data, dict):
-        raise EventSchemaError("event data is not a JSON object")
-    try:
-        payload = spec.payload.model_validate(data)
+        payload = spec.payload.model_validate_json(value or b"")
     except ValidationError as exc:
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            raise EventDecodeError("event data is not JSON") from None
+        if errors and errors[0]["type"] == "model_type":
+            raise EventSchemaError("event data is not a JSON object") from None
         # Name the fields and the kind of error, never the values (they may identify a patient).
-        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors())
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in errors)
         raise EventSchemaError(f"invalid {type_name} data: {fields}") from exc
     return Event(
         type=type_name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from itertools import groupby
 from datetime import UTC, datetime
 from typing import Awaitable, Callable, Mapping
 
@@ -22,6 +23,17 @@ from cpts_platform.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LET
 log = get_logger(__name__)
 
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
+
+
+def batch_handler(handler: BatchHandler) -> BatchHandler:
+    """Mark a handler that applies a run of events of its type at once (e.g. one bulk insert).
+
+    Same guarantees as a per-event handler: its effect commits with the processed ids of those events; a
+    failing batch is retried event by event, so the handler is then called with one event.
+    """
+    handler.takes_batches = True  # type: ignore[attr-defined]
+    return handler
 
 
 class PermanentEventError(Exception):
@@ -164,8 +176,9 @@ class EventConsumer:
             await self._retrying(lambda: self._apply(items))
         except _Stopping:
             raise
-        except Exception:
+        except Exception as exc:
             # One of them cannot be applied: isolate it, each event in its own transaction.
+            log.warning("batch_failed_isolating_events", events=len(items), error_type=type(exc).__name__)
             for item in items:
                 await self._apply_alone(item)
 
@@ -193,19 +206,30 @@ class EventConsumer:
                 sa.select(self._processed.c.event_id).where(
                     self._processed.c.consumer_group == self.group_id, self._processed.c.event_id.in_(ids))
             )).scalars())
-            now = datetime.now(UTC)
-            new_rows = []
+            todo = []
             for item in items:
-                if item.event.id in done:
-                    continue
-                done.add(item.event.id)
+                if item.event.id not in done:
+                    done.add(item.event.id)
+                    todo.append(item)
+            # Consecutive events of one type share a call when their handler takes batches; order is kept.
+            for _, run in groupby(todo, key=lambda item: item.event.type):
+                run = list(run)
+                handler = self.handlers[run[0].event.type]
                 started = time.perf_counter()
-                await self.handlers[item.event.type](session, item.event)
-                durations.append((item, time.perf_counter() - started))
-                new_rows.append({"event_id": item.event.id, "consumer_group": self.group_id,
-                                 "event_type": item.event.type, "processed_at": now})
-            if new_rows:
-                await session.execute(sa.insert(self._processed), new_rows)
+                if getattr(handler, "takes_batches", False):
+                    await handler(session, [item.event for item in run])
+                    each = (time.perf_counter() - started) / len(run)
+                    durations += [(item, each) for item in run]
+                    continue
+                for item in run:
+                    await handler(session, item.event)
+                    durations.append((item, time.perf_counter() - started))
+                    started = time.perf_counter()
+            if todo:
+                now = datetime.now(UTC)
+                await session.execute(sa.insert(self._processed), [
+                    {"event_id": item.event.id, "consumer_group": self.group_id, "event_type": item.event.type,
+                     "processed_at": now} for item in todo])
         for item, duration in durations:
             self._log_handled(item, duration)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Iterable
 
@@ -157,11 +158,14 @@ class OutboxRelay:
         results = await asyncio.gather(*futures, return_exceptions=True)
         # Only the prefix acknowledged in full is marked, so a retry re-sends in the original order.
         published: list[int] = []
+        per_topic: Counter[str] = Counter()
         for row, result in zip(rows, results):
             if isinstance(result, BaseException):
                 break
             published.append(row.id)
-            EVENTS_PUBLISHED.labels(self.service, row.topic).inc()
+            per_topic[row.topic] += 1
+        for topic, count in per_topic.items():
+            EVENTS_PUBLISHED.labels(self.service, topic).inc(count)
         return published
 
     async def _refresh_gauges(self) -> None:
