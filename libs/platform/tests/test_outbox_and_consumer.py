@@ -228,3 +228,31 @@ async def test_offsets_are_committed_so_a_restarted_consumer_does_not_reapply(
     await eventually(lambda: _equals(count_effects(database), 21))
     await second.stop()
     assert len(seen) == 21
+
+
+async def test_a_batch_handler_gets_runs_of_events_and_a_poison_one_is_isolated(
+        database, producer, kafka_broker, topic_prefix):
+    from cpts_platform.consumer import batch_handler
+
+    topic = topic_prefix + topics.REGISTRY
+    for i in range(30):
+        await send_raw(producer, topic, encode(new_event(registered(i), source="/t")))
+    sizes: list[int] = []
+
+    @batch_handler
+    async def handler(session, events):
+        sizes.append(len(events))
+        if any(e.payload.idnps == "800000000013" for e in events):
+            raise PermanentEventError("refused")
+        await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in events])
+
+    consumer = consumer_for(database, producer, kafka_broker, topic_prefix, handler)
+    await consumer.start()
+    try:
+        await eventually(lambda: _equals(count_effects(database), 29))
+        dead = await read_topic(kafka_broker, topics.dlq(topic), 1)
+    finally:
+        await consumer.stop()
+    assert max(sizes) > 1
+    assert decode(dead[0].headers, dead[0].key, dead[0].value).payload.idnps == "800000000013"
+    assert dict(dead[0].headers)["dlq_detail"] == b"refused"
