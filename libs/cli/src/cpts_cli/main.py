@@ -131,9 +131,10 @@ def seed(registry_url: Annotated[str, typer.Option()] = "http://127.0.0.1:8001")
     """Seed the demo data through the registry's API (safe to run again)."""
     from cpts_cli import demo
 
+    demo.import_demo_extract(_var_dir())
     issuer = LocalIssuer(_var_dir() / "local-issuer")
-    created, existing = demo.seed(registry_url, issuer.mint(subject="demo-admin", roles=["admin"], ttl_seconds=600))
-    typer.echo(f"{created} created, {existing} already there")
+    figures = demo.seed(registry_url, issuer.mint(subject="demo-admin", roles=["admin"], ttl_seconds=600))
+    typer.echo(", ".join(f"{k}: {v}" for k, v in figures.items()))
 
 
 @app.command()

@@ -109,9 +109,15 @@ def run_stack(*, var_dir: Path, seed: bool, ready_timeout: float = 60.0) -> int:
             raise RuntimeError(f"not ready after {ready_timeout:.0f} s: {', '.join(pending)}")
 
         if seed:
+            _say("Données de démonstration : import de l'extrait RPPS du territoire...")
+            demo.import_demo_extract(var_dir)
             token = issuer.mint(subject="demo-admin", roles=["admin"], ttl_seconds=600)
-            created, existing = demo.seed(urls["registry"], token)
-            _say(f"Données de démonstration : {created} professionnels créés, {existing} déjà présents.")
+            figures = demo.seed(urls["registry"], token)
+            if figures["members"]:
+                _say(f"  {demo.DEMO_CPTS_NAME} : {figures['members']} membres, {figures['sas_participants']} "
+                     f"participants au SAS, {figures['mt_capacities']} médecins acceptant de nouveaux patients.")
+            else:
+                _say(f"  {demo.DEMO_CPTS_NAME} déjà en place (données conservées).")
 
         _say("\nPlateforme prête :")
         for name, url in urls.items():
