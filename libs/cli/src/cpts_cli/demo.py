@@ -43,9 +43,13 @@ def seed(registry_url: str, token: str) -> dict[str, int]:
         if response.status_code == 409:
             return figures
         response.raise_for_status()
+        seen: set[str] = set()
         for commune in DEMO_COMMUNES:
             page = client.get("/professionals", params={"commune": commune, "limit": 500}).raise_for_status().json()
             for professional in page["items"]:
+                if professional["idnps"] in seen:
+                    continue  # practises in two communes of the territory
+                seen.add(professional["idnps"])
                 if rng.random() > 0.7:
                     continue  # not every professional of the territory joins its CPTS
                 idnps = professional["idnps"]
