@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cpts_registry
 import pytest
 import sqlalchemy as sa
-
-import cpts_registry
 from cpts_events import decode, encode
 from cpts_platform.db import Database
 from cpts_platform.migrations import upgrade
 from cpts_registry.repository import ActivityRow, PracticeSiteRow, ProfessionalRow, metadata, tables
 from cpts_registry.rpps.demo import generate_demo
-from cpts_registry.rpps.extract import COLUMNS, RejectedLine, RppsExtract, RppsFormatError, RppsRow, SkippedLine
+from cpts_registry.rpps.extract import (
+    COLUMNS,
+    RejectedLine,
+    RppsExtract,
+    RppsFormatError,
+    RppsRow,
+    SkippedLine,
+)
 from cpts_registry.rpps.importer import import_rpps, new_event_ids, write_rejected_report
 
 MIGRATIONS = Path(cpts_registry.__file__).parent / "migrations"
@@ -34,12 +40,15 @@ def activity(idnps: str = GP, **columns: str) -> dict[str, str]:
         "Code civilité d'exercice": "DR", "Libellé civilité d'exercice": "Docteur", "Code civilité": "MME",
         "Nom d'exercice": "LEFÈVRE", "Prénom d'exercice": "Hélène", "Code profession": "10",
         "Libellé profession": "Médecin", "Code type savoir-faire": "S", "Code savoir-faire": "SM54",
-        "Libellé savoir-faire": "Médecine générale", "Code mode exercice": "L", "Numéro SIRET site": "35380181104116",
+        "Libellé savoir-faire": "Médecine générale", "Code mode exercice": "L",
+        "Numéro SIRET site": "35380181104116",
         "Identifiant technique de la structure": "C00000001", "Raison sociale site": "CABINET DU PARC",
         "Numéro Voie (coord. structure)": "12", "Code type de voie (coord. structure)": "R",
-        "Libellé type de voie (coord. structure)": "Rue", "Libellé Voie (coord. structure)": "DE LA RÉPUBLIQUE",
+        "Libellé type de voie (coord. structure)": "Rue",
+        "Libellé Voie (coord. structure)": "DE LA RÉPUBLIQUE",
         "Bureau cedex (coord. structure)": "69003 LYON", "Code postal (coord. structure)": "69003",
-        "Code commune (coord. structure)": "69383", "Libellé commune (coord. structure)": "Lyon 3e Arrondissement",
+        "Code commune (coord. structure)": "69383",
+        "Libellé commune (coord. structure)": "Lyon 3e Arrondissement",
         "Téléphone (coord. structure)": "0478000000", "Code Département (structure)": "69",
         "Ancien identifiant de la structure": "335380181104116", "Code secteur d'activité": "SA07",
     }
@@ -86,7 +95,8 @@ def abroad(**columns: str) -> dict[str, str]:
     return activity(**{"Identifiant technique de la structure": "C00000004",
                        "Ancien identifiant de la structure": "", "Code postal (coord. structure)": "SW1A 2AA",
                        "Code commune (coord. structure)": "", "Libellé commune (coord. structure)": "LONDRES",
-                       "Code pays (coord. structure)": "99132", "Libellé pays (coord. structure)": "Royaume-Uni",
+                       "Code pays (coord. structure)": "99132",
+                       "Libellé pays (coord. structure)": "Royaume-Uni",
                        "Code Département (structure)": "", **columns})
 
 
@@ -107,8 +117,10 @@ async def fetch(database: Database, query) -> list:
 
 async def outbox_events(database: Database) -> list:
     outbox = database.tables.outbox
-    rows = await fetch(database, sa.select(outbox.c.headers, outbox.c.key, outbox.c.value).order_by(outbox.c.id))
-    return [decode([(name, value.encode()) for name, value in headers], key, value) for headers, key, value in rows]
+    rows = await fetch(database,
+                       sa.select(outbox.c.headers, outbox.c.key, outbox.c.value).order_by(outbox.c.id))
+    return [decode([(name, value.encode()) for name, value in headers], key, value)
+            for headers, key, value in rows]
 
 
 # --- reading the file (no database) ------------------------------------------------------------------------
@@ -215,7 +227,8 @@ async def test_import_writes_professionals_sites_activities_and_events(database,
         "Dr", "LEFÈVRE", "Hélène", "SM54", "69383")
     assert gp.source == "rpps-import" and gp.active and len(gp.content_hash) == 32
     sites = {r.site_id: r for r in await fetch(database, sa.select(SITE))}
-    assert set(sites) == {"335380181104116", "335380181200013", "C00000003"}  # former id first, else technical
+    # The former (prefixed) structure id when there is one, else the technical id.
+    assert set(sites) == {"335380181104116", "335380181200013", "C00000003"}
     assert sites["335380181104116"].address == "12 Rue DE LA RÉPUBLIQUE" and sites["335380181104116"].lat
     # The site without a commune code is located from its postcode.
     assert sites["C00000003"].commune_insee == "69282" and sites["C00000003"].lat is not None
@@ -247,8 +260,8 @@ async def test_outbox_rows_are_what_add_events_would_write(database, tmp_path):
 
 
 def test_event_ids_are_time_ordered_uuids():
-    from datetime import UTC, datetime
     import uuid
+    from datetime import UTC, datetime
 
     ids = new_event_ids(1000, datetime.now(UTC))
     assert ids == sorted(ids) and len(set(ids)) == 1000
@@ -264,7 +277,8 @@ async def test_a_bad_line_is_reported_and_the_others_are_imported(database, tmp_
         (3, "Identification nationale PP: not type + identifier")]
     report = tmp_path / "rejected.tsv"
     write_rejected_report(result.rejected, report)
-    assert report.read_text(encoding="utf-8") == "line\treason\n3\tIdentification nationale PP: not type + identifier\n"
+    assert report.read_text(encoding="utf-8").splitlines() == [
+        "line\treason", "3\tIdentification nationale PP: not type + identifier"]
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
@@ -283,7 +297,8 @@ async def test_a_second_import_of_the_same_file_changes_nothing(database, tmp_pa
     assert (s.created, s.updated, s.deactivated, s.events) == (0, 0, 0, 0)
     assert s.unchanged == first.summary.created
     assert (await fetch(database, count))[0][0] == events_before
-    assert await fetch(database, sa.select(PROFESSIONAL).order_by(PROFESSIONAL.c.idnps)) == professionals_before
+    after = await fetch(database, sa.select(PROFESSIONAL).order_by(PROFESSIONAL.c.idnps))
+    assert after == professionals_before
     names = {r.family_name for r in professionals_before}
     assert any(set(n) & set("ÈÉÊËÎÏÔÛÇ") for n in names)  # accents read right in both encodings
 
@@ -307,7 +322,8 @@ async def test_a_new_site_gives_a_sites_changed_event_only(database, tmp_path):
     before = len(await outbox_events(database))
     second = activity(**{"Identifiant technique de la structure": "R00000009",
                          "Ancien identifiant de la structure": "1690000123", "Code mode exercice": "S",
-                         "Code postal (coord. structure)": "69100", "Code commune (coord. structure)": "69266"})
+                         "Code postal (coord. structure)": "69100",
+                         "Code commune (coord. structure)": "69266"})
     result = await import_rpps(database, write_extract(tmp_path / "v2.txt", [activity(), second]))
     assert result.summary.updated == 1
     events = (await outbox_events(database))[before:]
@@ -319,7 +335,8 @@ async def test_a_new_site_gives_a_sites_changed_event_only(database, tmp_path):
 
 async def test_a_professional_listed_again_later_keeps_all_activities(database, tmp_path):
     second = activity(**{"Identifiant technique de la structure": "R00000009",
-                         "Ancien identifiant de la structure": "1690000123", "Code commune (coord. structure)": "69266"})
+                         "Ancien identifiant de la structure": "1690000123",
+                         "Code commune (coord. structure)": "69266"})
     path = write_extract(tmp_path / "extract.txt", [activity(), nurse(), second])
     result = await import_rpps(database, path, chunk_size=1)
     assert result.summary.created == 2
@@ -344,10 +361,12 @@ async def test_a_full_import_deactivates_the_professionals_absent_from_the_file(
     assert active == {GP: True, NURSE: False, AUDIO: True}
 
     # Back in the file: reactivated, announced by a snapshot.
-    back = await import_rpps(database, write_extract(tmp_path / "v3.txt", [activity(), nurse(), audioprothesiste()]))
+    back = await import_rpps(database, write_extract(tmp_path / "v3.txt",
+                                                     [activity(), nurse(), audioprothesiste()]))
     assert (back.summary.updated, back.summary.deactivated) == (1, 0)
     events = (await outbox_events(database))[before + 1:]
-    assert [(e.type, e.payload.active) for e in events] == [("fr.cpts.registry.professional.updated.v1", True)]
+    assert [(e.type, e.payload.active) for e in events] == [
+        ("fr.cpts.registry.professional.updated.v1", True)]
 
 
 async def test_filters_keep_the_territory_and_the_professions(database, tmp_path):
@@ -375,3 +394,28 @@ async def test_the_outbox_keeps_its_json_headers_format(database, tmp_path):
         raw = (await session.execute(sa.select(sa.cast(outbox.c.headers, sa.Text)).limit(1))).scalar_one()
     headers = json.loads(raw)
     assert headers[0][0] == "ce_id" and ["ce_subject", f"professional/{GP}"] in headers
+
+
+def test_the_cli_generates_a_demo_extract_and_imports_it(tmp_path, monkeypatch):
+    from cpts_cli.main import app
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("CPTS_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("CPTS_REGISTRY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
+    runner = CliRunner()
+    demo = tmp_path / "demo.txt"
+    result = runner.invoke(app, ["registry", "generate-demo", str(demo), "--rows", "200", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    with demo.open("a", encoding="utf-8") as f:
+        f.write("8|10000000001|810000000019|too few columns|\n")
+    report = tmp_path / "rejected.tsv"
+    result = runner.invoke(app, ["registry", "import-rpps", str(demo), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "200 rows read" not in result.output and "201 rows read" in result.output
+    assert f"line 202: column count: 4 instead of {len(COLUMNS)}" in result.output
+    assert report.read_text(encoding="utf-8").splitlines()[1:] == [
+        f"202\tcolumn count: 4 instead of {len(COLUMNS)}"]
+    result = runner.invoke(app, ["registry", "import-rpps", str(demo), "--departement", "69",
+                                 "--profession", "10"])
+    assert result.exit_code == 0, result.output
+    assert "0 created, 0 updated" in result.output and "partial import" in result.output

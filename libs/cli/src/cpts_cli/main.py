@@ -204,13 +204,16 @@ app.add_typer(registry_app, name="registry")
 def registry_import_rpps(
         file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
                                              help="PS_LibreAcces_Personne_activite_<date>.txt")],
-        departement: Annotated[list[str], typer.Option(help="Keep the sites of this département (repeat).")] = [],
-        profession: Annotated[list[str], typer.Option(help="Keep this profession code, e.g. 10 (repeat).")] = [],
+        departement: Annotated[list[str], typer.Option(
+            help="Keep the sites of this département (repeat).")] = [],
+        profession: Annotated[list[str], typer.Option(
+            help="Keep this profession code, e.g. 10 (repeat).")] = [],
         full: Annotated[Optional[bool], typer.Option(
             "--full/--no-full",
-            help="Deactivate the imported professionals absent from the file (default: only without filters).",
+            help="Deactivate the imported professionals absent from the file (default: when unfiltered).",
         )] = None,
-        report: Annotated[Optional[Path], typer.Option(help="Write every rejected line (number, reason) here.")] = None,
+        report: Annotated[Optional[Path], typer.Option(
+            help="Write every rejected line (number, reason) to this file.")] = None,
         show: Annotated[int, typer.Option(help="Rejected lines to print.")] = 20,
         chunk_size: Annotated[int, typer.Option(help="Professionals per transaction.")] = 5000) -> None:
     """Import an RPPS extract into the registry (idempotent; events to the outbox)."""
@@ -219,15 +222,15 @@ def registry_import_rpps(
 
     from cpts_registry.rpps.importer import import_into_registry, write_rejected_report
 
-    console = Console(stderr=True)
     columns = (TextColumn("{task.description:<9}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=Console(stderr=True)) as bar:
         tasks: dict[str, int] = {}
 
         def progress(phase: str, done: int, total: int, rows: int) -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task("scanning" if phase == "scan" else "importing", total=total, info="")
+                label = "scanning" if phase == "scan" else "importing"
+                tasks[phase] = bar.add_task(label, total=total, info="")
             task = tasks[phase]
             info = ""
             if phase == "import":
@@ -240,16 +243,19 @@ def registry_import_rpps(
         result = asyncio.run(import_into_registry(file, departements=departement, professions=profession,
                                                   full=full, chunk_size=chunk_size, progress=progress))
     s = result.summary
-    typer.echo(f"{s.rows_read:,} rows read in {s.seconds:.1f} s ({s.rows_per_second:,.0f} rows/s, {s.encoding}, "
-               f"{'full' if s.full else 'partial'} import)")
+    kind = "full" if s.full else "partial"
+    typer.echo(f"{s.rows_read:,} rows read in {s.seconds:.1f} s ({s.rows_per_second:,.0f} rows/s, "
+               f"{s.encoding}, {kind} import)")
     typer.echo(f"professionals: {s.created:,} created, {s.updated:,} updated, {s.unchanged:,} unchanged, "
                f"{s.deactivated:,} deactivated; {s.events:,} events")
     typer.echo(f"rows skipped: {s.rejected:,} rejected, {s.skipped_out_of_territory:,} out of territory, "
                f"{s.skipped_other_profession:,} other profession, {s.skipped_without_site:,} without a site")
-    for item in result.rejected[:max(show, 0)]:
+    shown = max(show, 0)
+    for item in result.rejected[:shown]:
         typer.echo(f"  line {item.line_no}: {item.reason}")
-    if len(result.rejected) > max(show, 0):
-        typer.echo(f"  ... {len(result.rejected) - max(show, 0):,} more" + ("" if report else " (see --report)"))
+    if len(result.rejected) > shown:
+        more = len(result.rejected) - shown
+        typer.echo(f"  ... {more:,} more" + ("" if report else " (see --report)"))
     if report:
         write_rejected_report(result.rejected, report)
         typer.echo(f"rejected lines: {report}")
@@ -259,18 +265,18 @@ def registry_import_rpps(
 def registry_generate_demo(
         out: Annotated[Path, typer.Argument(dir_okay=False, help="File to write.")],
         rows: Annotated[int, typer.Option(min=1, help="Data lines.")] = 2000,
-        departement: Annotated[list[str], typer.Option(help="Département of the territory (repeat; 'all': France).")]
-        = ["69"],
+        departement: Annotated[list[str], typer.Option(
+            help="Département of the territory (repeat; 'all': France).")] = ["69"],
         seed: Annotated[int, typer.Option(help="Same seed, same file.")] = 1,
-        encoding: Annotated[str, typer.Option(help="utf-8 (current publications) or latin-1 (older ones).")]
-        = "utf-8") -> None:
+        encoding: Annotated[str, typer.Option(
+            help="utf-8 (current publications) or latin-1 (older ones).")] = "utf-8") -> None:
     """Write a demo RPPS extract in the national format, for real communes of the territory."""
     from cpts_registry.rpps.demo import generate_demo
 
     departements = [] if any(d.lower() == "all" for d in departement) else departement
     stats = generate_demo(out, rows=rows, departements=departements, seed=seed, encoding=encoding)
-    typer.echo(f"{stats.path}: {stats.rows:,} rows, {stats.professionals:,} professionals, {stats.sites:,} sites")
-
+    typer.echo(f"{stats.path}: {stats.rows:,} rows, {stats.professionals:,} professionals, "
+               f"{stats.sites:,} sites")
 
 if __name__ == "__main__":
     app()

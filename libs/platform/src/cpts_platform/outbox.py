@@ -78,9 +78,11 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.2
-        last_purge = 0.0
+        last_purge = last_gauges = float("-inf")
         loop = asyncio.get_running_loop()
         while not self._stopping:
+            # Cleared before reading the outbox: a commit landing while we publish wakes the next pass.
+            self._wake.clear()
             try:
                 published = await self.publish_pending()
                 self.last_error = None
@@ -90,7 +92,9 @@ class OutboxRelay:
                     last_purge = loop.time()
                 if published >= self.batch_size:
                     continue
-                await self._refresh_gauges()
+                if loop.time() - last_gauges > 1.0:
+                    await self._refresh_gauges()
+                    last_gauges = loop.time()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -99,7 +103,6 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except TimeoutError:

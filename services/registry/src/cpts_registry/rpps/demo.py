@@ -15,22 +15,24 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from cpts_geo.communes import Commune, communes, departements as all_departements
+from cpts_geo.communes import Commune, communes
+from cpts_geo.communes import departements as all_departements
+
 from cpts_registry.rpps.extract import COLUMNS
 
 FAMILY_NAMES = (
     "MARTIN", "BERNARD", "THOMAS", "PETIT", "ROBERT", "RICHARD", "DURAND", "DUBOIS", "MOREAU", "LAURENT",
     "SIMON", "MICHEL", "LEFÈVRE", "LEROY", "ROUX", "DAVID", "BERTRAND", "MOREL", "FOURNIER", "GIRARD",
     "BONNET", "DUPONT", "LAMBERT", "FONTAINE", "ROUSSEAU", "VINCENT", "MULLER", "LEFEBVRE", "FAURE", "ANDRÉ",
-    "MERCIER", "BLANC", "GUÉRIN", "BOYER", "GARNIER", "CHEVALIER", "FRANÇOIS", "LEGRAND", "GAUTHIER", "GARCIA",
-    "PERRIN", "ROBIN", "CLÉMENT", "MORIN", "NICOLAS", "HENRY", "ROUSSEL", "MATHIEU", "GAUTIER", "MASSON",
-    "MARCHAND", "DUVAL", "DENIS", "DUMONT", "MARIE", "LEMAIRE", "NOËL", "MEYER", "DUFOUR", "MEUNIER",
-    "BRUN", "BLANCHARD", "GIRAUD", "JOLY", "RIVIÈRE", "LUCAS", "BRUNET", "GAILLARD", "BARBIER", "ARNAUD",
-    "MARTINEZ", "GÉRARD", "ROCHE", "RENARD", "SCHMITT", "ROY", "LEROUX", "COLIN", "VIDAL", "CARON",
+    "MERCIER", "BLANC", "GUÉRIN", "BOYER", "GARNIER", "CHEVALIER", "FRANÇOIS", "LEGRAND", "GAUTHIER",
+    "GARCIA", "PERRIN", "ROBIN", "CLÉMENT", "MORIN", "NICOLAS", "HENRY", "ROUSSEL", "MATHIEU", "GAUTIER",
+    "MASSON", "MARCHAND", "DUVAL", "DENIS", "DUMONT", "MARIE", "LEMAIRE", "NOËL", "MEYER", "DUFOUR",
+    "MEUNIER", "BRUN", "BLANCHARD", "GIRAUD", "JOLY", "RIVIÈRE", "LUCAS", "BRUNET", "GAILLARD", "BARBIER",
+    "ARNAUD", "MARTINEZ", "GÉRARD", "ROCHE", "RENARD", "SCHMITT", "ROY", "LEROUX", "COLIN", "VIDAL", "CARON",
     "PICARD", "ROGER", "FABRE", "AUBERT", "LEMOINE", "RENAUD", "DUMAS", "LACROIX", "OLIVIER", "PHILIPPE",
     "BOURGEOIS", "PIERRE", "BENOÎT", "REY", "LECLERC", "PAYET", "ROLLAND", "LECLERCQ", "GUILLAUME", "LECOMTE",
     "LÓPEZ", "JEAN", "DUPUY", "GUILLOT", "HUBERT", "BERGER", "CARPENTIER", "SANCHEZ", "DUPUIS", "MOULIN",
@@ -40,23 +42,25 @@ FAMILY_NAMES = (
     "LÉGER", "BOUVIER", "JULIEN", "PRÉVOST", "MILLET", "PERROT", "DANIEL", "LE ROUX", "COUSIN", "GERMAIN",
     "BRETON", "BESSON", "LANGLOIS", "RÉMY", "LE GOFF", "PELLETIER", "LÉVÊQUE", "PERRIER", "LEBLANC", "BARRÉ",
     "LEBRUN", "MARCHAL", "WEBER", "MALLET", "HAMON", "BOULANGER", "JACOB", "MONNIER", "MICHAUD", "RODRIGUEZ",
-    "GUICHARD", "GILLET", "ÉTIENNE", "GRONDIN", "POULAIN", "TESSIER", "CHEVALLIER", "COLLIN", "CHAUVIN", "DA SILVA",
-    "BOUCHET", "GAY", "LEMAÎTRE", "BÉNARD", "MARÉCHAL", "HUMBERT", "REYNAUD", "ANTOINE", "HOARAU", "PERRET",
-    "BARTHÉLEMY", "CORDIER", "PICHON", "LEJEUNE", "GILBERT", "LAMY", "DELAUNAY", "PASQUIER", "CARLIER", "LAPORTE",
+    "GUICHARD", "GILLET", "ÉTIENNE", "GRONDIN", "POULAIN", "TESSIER", "CHEVALLIER", "COLLIN", "CHAUVIN",
+    "DA SILVA", "BOUCHET", "GAY", "LEMAÎTRE", "BÉNARD", "MARÉCHAL", "HUMBERT", "REYNAUD", "ANTOINE", "HOARAU",
+    "PERRET", "BARTHÉLEMY", "CORDIER", "PICHON", "LEJEUNE", "GILBERT", "LAMY", "DELAUNAY", "PASQUIER",
+    "CARLIER", "LAPORTE",
 )
 GIVEN_NAMES_F = (
-    "Marie", "Camille", "Léa", "Manon", "Chloé", "Sarah", "Emma", "Inès", "Julie", "Anaïs", "Pauline", "Laura",
-    "Élodie", "Mathilde", "Claire", "Hélène", "Sophie", "Nathalie", "Isabelle", "Sandrine", "Céline", "Aurélie",
-    "Émilie", "Stéphanie", "Valérie", "Christine", "Catherine", "Anne", "Agnès", "Françoise", "Brigitte", "Sylvie",
-    "Juliette", "Louise", "Zoé", "Lucie", "Margaux", "Océane", "Marion", "Amélie", "Gaëlle", "Noémie", "Maëlle",
-    "Béatrice", "Hélèna", "Léonie", "Clémence", "Justine", "Morgane", "Estelle",
+    "Marie", "Camille", "Léa", "Manon", "Chloé", "Sarah", "Emma", "Inès", "Julie", "Anaïs", "Pauline",
+    "Laura", "Élodie", "Mathilde", "Claire", "Hélène", "Sophie", "Nathalie", "Isabelle", "Sandrine", "Céline",
+    "Aurélie", "Émilie", "Stéphanie", "Valérie", "Christine", "Catherine", "Anne", "Agnès", "Françoise",
+    "Brigitte", "Sylvie", "Juliette", "Louise", "Zoé", "Lucie", "Margaux", "Océane", "Marion", "Amélie",
+    "Gaëlle", "Noémie", "Maëlle", "Béatrice", "Hélèna", "Léonie", "Clémence", "Justine", "Morgane", "Estelle",
 )
 GIVEN_NAMES_M = (
-    "Jean", "Pierre", "Michel", "Philippe", "Alain", "Nicolas", "Christophe", "Stéphane", "Laurent", "Frédéric",
-    "Sébastien", "Julien", "Thomas", "Antoine", "Maxime", "Alexandre", "Hugo", "Lucas", "Louis", "Théo", "Mathieu",
-    "Guillaume", "François", "Jérôme", "Olivier", "Éric", "Patrick", "Thierry", "Bruno", "Didier", "Benoît",
-    "Arnaud", "Cédric", "Damien", "Romain", "Vincent", "Adrien", "Baptiste", "Clément", "Quentin", "Raphaël",
-    "Gaël", "Noël", "Loïc", "Jean-Pierre", "Jean-Marc", "Pierre-Yves", "Yannick", "Hervé", "Grégoire",
+    "Jean", "Pierre", "Michel", "Philippe", "Alain", "Nicolas", "Christophe", "Stéphane", "Laurent",
+    "Frédéric", "Sébastien", "Julien", "Thomas", "Antoine", "Maxime", "Alexandre", "Hugo", "Lucas", "Louis",
+    "Théo", "Mathieu", "Guillaume", "François", "Jérôme", "Olivier", "Éric", "Patrick", "Thierry", "Bruno",
+    "Didier", "Benoît", "Arnaud", "Cédric", "Damien", "Romain", "Vincent", "Adrien", "Baptiste", "Clément",
+    "Quentin", "Raphaël", "Gaël", "Noël", "Loïc", "Jean-Pierre", "Jean-Marc", "Pierre-Yves", "Yannick",
+    "Hervé", "Grégoire",
 )
 STREET_TYPES = (("R", "Rue", 45), ("AV", "Avenue", 18), ("BD", "Boulevard", 8), ("PL", "Place", 7),
                 ("CHE", "Chemin", 8), ("ALL", "Allée", 5), ("IMP", "Impasse", 3), ("QUAI", "Quai", 2),
@@ -153,7 +157,7 @@ class DemoGenerator:
         self.rng = random.Random(seed)
         wanted = {d.strip().upper().zfill(2) for d in departements if d.strip()}
         directory = communes()
-        items = [c for c in directory._by_insee.values()  # noqa: SLF001 - a read-only walk of the directory
+        items = [c for c in directory._by_insee.values()
                  if c.postcodes and c.lat is not None and (not wanted or c.departement in wanted)]
         if not items:
             raise ValueError(f"no commune with a postcode in the départements {sorted(wanted)}")
@@ -214,7 +218,8 @@ class DemoGenerator:
 
     def _address(self) -> tuple[str, str, tuple[str, str], str]:
         rng = self.rng
-        code, label, _ = STREET_TYPES[bisect.bisect(self.street_weights, rng.random() * self.street_weights[-1])]
+        weights = self.street_weights
+        code, label, _ = STREET_TYPES[bisect.bisect(weights, rng.random() * weights[-1])]
         number = str(rng.randrange(1, 180)) if rng.random() < 0.93 else ""
         index = "B" if number and rng.random() < 0.04 else ""
         return number, index, (code, label), rng.choice(STREET_NAMES)
@@ -247,8 +252,8 @@ class DemoGenerator:
         self.site_count += 1
         return Site(technical_id=technical, former_id=former, siret=siret, siren=siren, finess=finess,
                     finess_ej=finess_ej, name=name, brand="", commune=commune, number=number, index=index,
-                    street_type=street_type, street=street, phone=self.phone(commune), email=email, sector=sector,
-                    capacity=capacity)
+                    street_type=street_type, street=street, phone=self.phone(commune), email=email,
+                    sector=sector, capacity=capacity)
 
     def _hospitals(self) -> list[Site]:
         by_departement: dict[str, list[Commune]] = {}
@@ -273,7 +278,8 @@ class DemoGenerator:
         else:
             capacity = 1 if self.rng.random() < 0.45 else self.rng.randrange(2, 7)
             name = "" if capacity == 1 else self.rng.choice(
-                ("MAISON DE SANTÉ", "CABINET MÉDICAL", "CENTRE PARAMÉDICAL", "CABINET")) + f" {commune.name.upper()}"
+                ("MAISON DE SANTÉ", "CABINET MÉDICAL", "CENTRE PARAMÉDICAL", "CABINET"),
+            ) + f" {commune.name.upper()}"
             site = self._site(commune, "cabinet", name, capacity)
             pool.append(site)
         site.members += 1
@@ -288,7 +294,8 @@ class DemoGenerator:
         return site
 
     def hospital(self) -> Site:
-        return self.hospitals[bisect.bisect(self.hospital_weights, self.rng.random() * self.hospital_weights[-1])]
+        weights = self.hospital_weights
+        return self.hospitals[bisect.bisect(weights, self.rng.random() * weights[-1])]
 
     def foreign_site(self) -> Site:
         code, country, city, postcode = self.rng.choice(FOREIGN)
@@ -378,7 +385,7 @@ class DemoGenerator:
             site.technical_id, site.name, site.brand, "", "", site.number, site.index, site.street_type[0],
             site.street_type[1], site.street, "", cedex, postcode, commune_code, commune_label, country_code,
             country, site.phone, "", "", site.email, departement, departement_label, site.former_id,
-            profession.authority, site.sector[0], site.sector[1], pharmacist_section[0], pharmacist_section[1],
+            profession.authority, site.sector[0], site.sector[1], *pharmacist_section,
         ]
         assert len(fields) == len(COLUMNS)
         return fields

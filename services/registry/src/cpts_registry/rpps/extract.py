@@ -6,7 +6,8 @@ position. The reader reads bytes and decodes line by line, so memory stays const
 and yields for every data line one of:
 
 - `RppsRow`: a well-formed activity row (text fields stripped, identifiers kept as text);
-- `RejectedLine(line_no, reason)`: a malformed line; the reason names the column and the problem, never a value;
+- `RejectedLine(line_no, reason)`: a malformed line; the reason names the column and the problem, never a
+  value;
 - `SkippedLine(line_no, reason)`: a well-formed line out of scope by nature (a site abroad).
 """
 
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterator
 
 SEPARATOR = "|"
 FRANCE = "99100"
@@ -27,21 +28,21 @@ UTF8_PROBE_BYTES = 1 << 20
 COLUMNS: tuple[str, ...] = (
     "Type d'identifiant PP", "Identifiant PP", "Identification nationale PP", "Code civilité d'exercice",
     "Libellé civilité d'exercice", "Code civilité", "Libellé civilité", "Nom d'exercice", "Prénom d'exercice",
-    "Code profession", "Libellé profession", "Code catégorie professionnelle", "Libellé catégorie professionnelle",
-    "Code type savoir-faire", "Libellé type savoir-faire", "Code savoir-faire", "Libellé savoir-faire",
-    "Code mode exercice", "Libellé mode exercice", "Numéro SIRET site", "Numéro SIREN site", "Numéro FINESS site",
-    "Numéro FINESS établissement juridique", "Identifiant technique de la structure", "Raison sociale site",
-    "Enseigne commerciale site", "Complément destinataire (coord. structure)",
-    "Complément point géographique (coord. structure)", "Numéro Voie (coord. structure)",
-    "Indice répétition voie (coord. structure)", "Code type de voie (coord. structure)",
-    "Libellé type de voie (coord. structure)", "Libellé Voie (coord. structure)",
-    "Mention distribution (coord. structure)", "Bureau cedex (coord. structure)", "Code postal (coord. structure)",
-    "Code commune (coord. structure)", "Libellé commune (coord. structure)", "Code pays (coord. structure)",
-    "Libellé pays (coord. structure)", "Téléphone (coord. structure)", "Téléphone 2 (coord. structure)",
-    "Télécopie (coord. structure)", "Adresse e-mail (coord. structure)", "Code Département (structure)",
-    "Libellé Département (structure)", "Ancien identifiant de la structure", "Autorité d'enregistrement",
-    "Code secteur d'activité", "Libellé secteur d'activité", "Code section tableau pharmaciens",
-    "Libellé section tableau pharmaciens",
+    "Code profession", "Libellé profession", "Code catégorie professionnelle",
+    "Libellé catégorie professionnelle", "Code type savoir-faire", "Libellé type savoir-faire",
+    "Code savoir-faire", "Libellé savoir-faire", "Code mode exercice", "Libellé mode exercice",
+    "Numéro SIRET site", "Numéro SIREN site", "Numéro FINESS site", "Numéro FINESS établissement juridique",
+    "Identifiant technique de la structure", "Raison sociale site", "Enseigne commerciale site",
+    "Complément destinataire (coord. structure)", "Complément point géographique (coord. structure)",
+    "Numéro Voie (coord. structure)", "Indice répétition voie (coord. structure)",
+    "Code type de voie (coord. structure)", "Libellé type de voie (coord. structure)",
+    "Libellé Voie (coord. structure)", "Mention distribution (coord. structure)",
+    "Bureau cedex (coord. structure)", "Code postal (coord. structure)", "Code commune (coord. structure)",
+    "Libellé commune (coord. structure)", "Code pays (coord. structure)", "Libellé pays (coord. structure)",
+    "Téléphone (coord. structure)", "Téléphone 2 (coord. structure)", "Télécopie (coord. structure)",
+    "Adresse e-mail (coord. structure)", "Code Département (structure)", "Libellé Département (structure)",
+    "Ancien identifiant de la structure", "Autorité d'enregistrement", "Code secteur d'activité",
+    "Libellé secteur d'activité", "Code section tableau pharmaciens", "Libellé section tableau pharmaciens",
 )
 
 # Field of RppsRow -> header name. Columns absent from a file's header read as "".
@@ -167,8 +168,9 @@ def detect_encoding(probe: bytes) -> str:
     """UTF-8 or Latin-1, from the first bytes of the file.
 
     The national header has accented names: it decodes as UTF-8 in a UTF-8 file and fails in a Latin-1 one,
-    which settles it. With an ASCII-only header, the lines of the probe with non-ASCII bytes vote (the last line
-    of the probe may be cut, it does not vote). A stray line of the other encoding is still read: see `_decode`.
+    which settles it. With an ASCII-only header, the lines of the probe with non-ASCII bytes vote (the last
+    line of the probe may be cut, it does not vote). A stray line of the other encoding is still read: see
+    `_decode`.
     """
     lines = probe.split(b"\n")
     header = lines[0]
@@ -195,7 +197,8 @@ def split_line(text: str) -> list[str]:
 
 
 class RppsExtract:
-    """Iterate over the lines of an extract; `bytes_read`, `encoding` and `fallback_lines` follow the reading."""
+    """The lines of an extract, read again at each iteration; `bytes_read`, `encoding` and `fallback_lines`
+    follow the reading."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -251,7 +254,8 @@ class RppsExtract:
                 parts.append("")
                 row = RppsRow(line_no, *[v.strip() for v in getter(parts)])
                 country = row.country_code
-                if (country and country != FRANCE and country.startswith("99")) or row.commune_code.startswith("99"):
+                abroad = country != FRANCE and country.startswith("99")
+                if abroad or row.commune_code.startswith("99"):
                     yield SkippedLine(line_no, "out of territory: site abroad")
                     continue
                 problem = check(row)
@@ -297,7 +301,8 @@ def idnps_column_index(path: str | Path) -> tuple[int, bytes]:
         probe = f.read(UTF8_PROBE_BYTES)
     encoding = detect_encoding(probe)
     first = probe.split(b"\n", 1)[0]
-    header = [normalise_header(h) for h in split_line(first.decode(encoding, "replace").lstrip("\ufeff").rstrip("\r"))]
+    text = first.decode(encoding, "replace").lstrip("\ufeff").rstrip("\r")
+    header = [normalise_header(h) for h in split_line(text)]
     name = FIELD_COLUMNS["idnps"]
     if name not in header:
         raise RppsFormatError(f"header lacks the columns: {name}")
@@ -308,8 +313,8 @@ def scan_reappearing(path: str | Path, *, progress=None, bitmap_bits: int = 1 <<
     """IDNPS that appear in more than one run of contiguous lines (a professional listed again later).
 
     One pass over the raw bytes, with a bitmap of hashed ids instead of a set of every id (16 MB for any file
-    size): a hash collision can only add a false candidate, which costs nothing but holding that professional's
-    rows until the end of the import. `progress(bytes_read)` is called every few thousand lines.
+    size): a hash collision can only add a false candidate, which costs nothing but holding that
+    professional's rows until the end of the import. `progress(bytes_read)` is called every 20,000 lines.
     """
     index, sep = idnps_column_index(path)
     mask = bitmap_bits - 1

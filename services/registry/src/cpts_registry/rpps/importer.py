@@ -45,16 +45,16 @@ import json
 import os
 import re
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from operator import attrgetter
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
-
 from cpts_events import CATALOGUE, Event, encode
 from cpts_events.envelope import EventPayload
 from cpts_events.registry import (
@@ -65,6 +65,7 @@ from cpts_events.registry import (
 )
 from cpts_geo.communes import Commune, communes, fold
 from cpts_platform.db import Database, upsert
+
 from cpts_registry.repository import ActivityRow, MembershipRow, PracticeSiteRow, ProfessionalRow
 from cpts_registry.rpps.extract import RejectedLine, RppsExtract, RppsRow, SkippedLine, scan_reappearing
 
@@ -74,6 +75,7 @@ DEACTIVATION_REASON = "absent-from-rpps-import"
 DEFAULT_CHUNK_SIZE = 5000
 SQLITE_CACHE_KIB = 32 * 1024
 SQLITE_CHECKPOINT_PAGES = 10_000
+YIELD_EVERY = 250  # professionals between two turns of the event loop while a chunk is planned
 
 professional_table: sa.Table = ProfessionalRow.__table__  # type: ignore[attr-defined]
 site_table: sa.Table = PracticeSiteRow.__table__  # type: ignore[attr-defined]
@@ -154,7 +156,8 @@ class Professional:
     def event_sites(self) -> list[tuple]:
         """The sites as `PracticeSite` shows them: (site_id, name, commune, postcode, lat, lon, mode)."""
         modes = {site_id: mode for site_id, mode, _ in self.activities}
-        return [(s.site_id, s.name, s.commune_insee, s.postcode, s.lat, s.lon, modes[s.site_id]) for s in self.sites]
+        return [(s.site_id, s.name, s.commune_insee, s.postcode, s.lat, s.lon, modes[s.site_id])
+                for s in self.sites]
 
 
 def _none(value: str, limit: int | None = None) -> str | None:
@@ -207,9 +210,9 @@ class Locator:
         if postcode:
             candidates = self.directory.by_postcode(postcode)
             if len(candidates) > 1:
-                names = {fold(n) for n in (label, cedex[len(postcode):] if cedex.startswith(postcode) else cedex)
-                         if n}
-                named = [c for c in candidates if fold(c.name) in names or fold(c.name).replace("-", " ") in names]
+                office = cedex.removeprefix(postcode)
+                names = {fold(n.strip()).replace("-", " ") for n in (label, office) if n.strip()}
+                named = [c for c in candidates if fold(c.name).replace("-", " ") in names]
                 if len(named) == 1:
                     candidates = named
             if len(candidates) == 1:
@@ -228,18 +231,20 @@ class Locator:
 
 def _address(row: RppsRow) -> str | None:
     number = " ".join(p for p in (row.street_number, row.street_index) if p)
-    street = " ".join(p for p in (number, row.street_type_label or row.street_type_code, row.street_name) if p)
+    street_type = row.street_type_label or row.street_type_code
+    street = " ".join(p for p in (number, street_type, row.street_name) if p)
     parts = [p for p in (row.geo_complement, street, row.distribution) if p]
     return ", ".join(parts)[:300] or None
 
 
-def build_professional(group: "Group") -> Professional:
+def build_professional(group: Group) -> Professional:
     """One professional from its rows (all in scope, all with a site), in file order."""
     rows, locations = group.rows, group.locations
     first = rows[0]
     specialty = next((r for r in rows if r.skill_code and r.skill_type_code == "S"), None) or next(
         (r for r in rows if r.skill_code), None)
-    civility = CIVILITIES.get(first.practice_civility_code.upper()) or CIVILITIES.get(first.civility_code.upper())
+    civility = (CIVILITIES.get(first.practice_civility_code.upper())
+                or CIVILITIES.get(first.civility_code.upper()))
     if civility is None:
         civility = _none(first.practice_civility_code or first.civility_code, 20)
     sites: list[Site] = []
@@ -283,9 +288,10 @@ def build_professional(group: "Group") -> Professional:
 HASH_VERSION = "rpps-import/1"
 _HASHED = attrgetter(
     "idnps", "practice_civility_code", "civility_code", "family_name", "given_name", "profession_code",
-    "profession_label", "skill_type_code", "skill_code", "skill_label", "practice_mode", "former_structure_id",
-    "structure_id", "company_name", "brand_name", "geo_complement", "street_number", "street_index",
-    "street_type_code", "street_type_label", "street_name", "distribution", "postcode", "phone", "sector_code",
+    "profession_label", "skill_type_code", "skill_code", "skill_label", "practice_mode",
+    "former_structure_id", "structure_id", "company_name", "brand_name", "geo_complement", "street_number",
+    "street_index", "street_type_code", "street_type_label", "street_name", "distribution", "postcode",
+    "phone", "sector_code",
 )
 
 
@@ -298,7 +304,7 @@ class Group:
     locations: list[Location]
     content_hash: str = ""
 
-    def seal(self) -> "Group":
+    def seal(self) -> Group:
         parts = [HASH_VERSION]
         for row, location in zip(self.rows, self.locations):
             parts.extend(_HASHED(row))
@@ -310,7 +316,7 @@ class Group:
 # --- events -------------------------------------------------------------------------------------------------
 
 def new_event_ids(count: int, now: datetime) -> list[str]:
-    """`count` time-ordered UUIDs (version 7: milliseconds of `now`, then 74 random bits), in increasing order.
+    """`count` time-ordered UUIDs (version 7: milliseconds of `now`, 74 random bits), in increasing order.
 
     Random (version 4) ids land all over the outbox's unique index on `event_id`: at a million events that is
     one dirty page per event. Ordered ids are appended at its end.
@@ -337,8 +343,9 @@ class OutboxRecord(NamedTuple):
 
     def row(self, created_at: datetime) -> dict:
         """The row `add_events` would write for this event."""
-        return {"event_id": self.event_id, "event_type": self.event_type, "topic": self.topic, "key": self.key,
-                "value": self.value, "headers": json.loads(self.headers), "created_at": created_at}
+        return {"event_id": self.event_id, "event_type": self.event_type, "topic": self.topic,
+                "key": self.key, "value": self.value, "headers": json.loads(self.headers),
+                "created_at": created_at}
 
 
 _ID, _SUBJECT = "\x00id\x00", "\x00subject\x00"
@@ -349,8 +356,8 @@ class OutboxEncoder:
 
     `add_events` calls `cpts_events.encode` once per event; here `encode` is called once per event type and
     chunk, on a model event, and its headers serve as a template where only the id and the subject change (all
-    the events of a chunk share their time). The value is the payload's JSON, as `encode` writes it; the payload
-    has been validated by its pydantic model when it was built.
+    the events of a chunk share their time). The value is the payload's JSON, as `encode` writes it; the
+    payload has been validated by its pydantic model when it was built.
     """
 
     def __init__(self, source: str = EVENT_SOURCE) -> None:
@@ -368,10 +375,12 @@ class OutboxEncoder:
         spec = CATALOGUE[type(payload).__event_type__]
         return spec.name, record.topic, parts, spec.key
 
-    def encode(self, payloads: Sequence[tuple[EventPayload, str]], now: datetime) -> list[OutboxRecord]:
+    def encode(self, payloads: Sequence[tuple[EventPayload, str]], now: datetime,
+               ids: Sequence[str] | None = None) -> list[OutboxRecord]:
+        """Records for (payload, subject) pairs, all at time `now`; `ids`: their event ids (None: new)."""
         templates: dict[type, tuple] = {}
         records = []
-        for event_id, (payload, subject) in zip(new_event_ids(len(payloads), now), payloads):
+        for event_id, (payload, subject) in zip(ids or new_event_ids(len(payloads), now), payloads):
             cls = type(payload)
             template = templates.get(cls)
             if template is None:
@@ -449,7 +458,8 @@ class BulkUpsert:
 
 class OutboxInsert:
     """The outbox rows of a chunk in one go: the driver's executemany of prepared tuples (SQLite), or one
-    `INSERT ... SELECT unnest(...)` (PostgreSQL). Written in the transaction of the chunk, like `add_events`."""
+    `INSERT ... SELECT unnest(...)` (PostgreSQL). Written in the transaction of the chunk, as `add_events`
+    does."""
 
     COLUMNS = ("event_id", "event_type", "topic", "key", "value", "headers", "created_at")
 
@@ -464,7 +474,8 @@ class OutboxInsert:
             self.statement = sa.insert(table).from_select(list(self.COLUMNS), sa.select(
                 array("event_id", sa.String), array("event_type", sa.String), array("topic", sa.String),
                 array("key", sa.LargeBinary), array("value", sa.LargeBinary),
-                sa.cast(array("headers", sa.Text), sa.JSON), sa.bindparam("created_at", type_=table.c.created_at.type),
+                sa.cast(array("headers", sa.Text), sa.JSON),
+                sa.bindparam("created_at", type_=table.c.created_at.type),
             ))
         else:
             self.sql = sa.insert(table).compile(dialect=dialect, column_keys=list(self.COLUMNS),
@@ -479,7 +490,8 @@ class OutboxInsert:
             await connection.execute(self.statement, {
                 "event_id": [r.event_id for r in records], "event_type": [r.event_type for r in records],
                 "topic": [r.topic for r in records], "key": [r.key for r in records],
-                "value": [r.value for r in records], "headers": [r.headers for r in records], "created_at": now,
+                "value": [r.value for r in records], "headers": [r.headers for r in records],
+                "created_at": now,
             })
         else:
             created = self._created(now)
@@ -499,21 +511,25 @@ class _Statements:
             update=(*SNAPSHOT_FIELDS, "active", "source", "content_hash"),
             extra_set={"updated_at": "registered_at"},
         )
-        self.activity = BulkUpsert(dialect, activity_table, ("idnps", "site_id", "practice_mode", "sector_code"),
+        self.activity = BulkUpsert(dialect, activity_table,
+                                   ("idnps", "site_id", "practice_mode", "sector_code"),
                                    update=("practice_mode", "sector_code"))
         # The ids of a chunk travel as ONE parameter (a JSON array on SQLite, an array on PostgreSQL).
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import ARRAY
 
-            ids = sa.select(sa.func.unnest(sa.bindparam("ids", type_=ARRAY(sa.String))).column_valued("idnps"))
+            unnest = sa.func.unnest(sa.bindparam("ids", type_=ARRAY(sa.String)))
+            ids = sa.select(unnest.column_valued("idnps"))
             self.ids_param = list
         else:
-            ids = sa.select(sa.func.json_each(sa.bindparam("ids", type_=sa.String)).table_valued("value").c.value)
+            each = sa.func.json_each(sa.bindparam("ids", type_=sa.String)).table_valued("value")
+            ids = sa.select(each.c.value)
             self.ids_param = json.dumps
         self.seen = upsert(dialect, seen_table).from_select(["idnps"], ids.where(sa.true())) \
             .on_conflict_do_nothing(index_elements=["idnps"])
-        self.existing = sa.select(p.idnps, p.content_hash, p.active, p.source, *[p[n] for n in SNAPSHOT_FIELDS]) \
-            .where(p.idnps.in_(ids))
+        self.existing = sa.select(
+            p.idnps, p.content_hash, p.active, p.source, *[p[n] for n in SNAPSHOT_FIELDS],
+        ).where(p.idnps.in_(ids))
         self.existing_sites = (
             sa.select(a.idnps, a.site_id, s.name, s.commune_insee, s.postcode, s.lat, s.lon, a.practice_mode)
             .select_from(activity_table.join(site_table, a.site_id == s.site_id))
@@ -544,10 +560,23 @@ def _quiet_gc():
         gc.unfreeze()
 
 
+@dataclass
+class Plan:
+    """What one chunk writes, ready for its transaction."""
+
+    seen: list[str]
+    now: datetime | None = None
+    sites: list[dict] = field(default_factory=list)
+    professionals: list[dict] = field(default_factory=list)
+    changed_ids: list[str] = field(default_factory=list)
+    activities: list[dict] = field(default_factory=list)
+    outbox: list[OutboxRecord] = field(default_factory=list)
+
+
 class RppsImporter:
-    def __init__(self, database: Database, *, departements: Iterable[str] = (), professions: Iterable[str] = (),
-                 full: bool | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 progress: Progress | None = None) -> None:
+    def __init__(self, database: Database, *, departements: Iterable[str] = (),
+                 professions: Iterable[str] = (), full: bool | None = None,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None) -> None:
         self.database = database
         self.departements = frozenset(normalise_departement(d) for d in departements if d.strip())
         self.professions = frozenset(p.strip() for p in professions if p.strip())
@@ -560,17 +589,22 @@ class RppsImporter:
         self.statements = _Statements(database)
         self.encoder = OutboxEncoder()
         self._pending: asyncio.Future | None = None
+        self.connection = None  # the connection that writes (one transaction per chunk)
+        self.reader = None  # PostgreSQL: the connection that plans the next chunk meanwhile
 
     async def run(self, path: str | Path) -> ImportResult:
         started = time.perf_counter()
         path = Path(path)
         total = path.stat().st_size
         progress = self.progress
-        held_ids = scan_reappearing(path, progress=(lambda b: progress("scan", b, total, 0)) if progress else None)
+        scanned = (lambda done: progress("scan", done, total, 0)) if progress else None
+        held_ids = scan_reappearing(path, progress=scanned)
         extract = RppsExtract(path)
         with _quiet_gc():
-            async with self.database.engine.connect() as connection:
-                self.connection = connection
+            async with AsyncExitStack() as stack:
+                self.connection = connection = await stack.enter_async_context(self.database.engine.connect())
+                if self.database.dialect == "postgresql":
+                    self.reader = await stack.enter_async_context(self.database.engine.connect())
                 restore = await self._tune(connection)
                 if self.full:
                     async with connection.begin():
@@ -590,6 +624,7 @@ class RppsImporter:
                     for statement in restore:
                         await connection.exec_driver_sql(statement)
                     await connection.commit()
+                    self.reader = None
         self.summary.encoding = extract.encoding
         self.summary.seconds = time.perf_counter() - started
         if progress:
@@ -597,11 +632,12 @@ class RppsImporter:
         return ImportResult(summary=self.summary, rejected=self.rejected)
 
     async def _tune(self, connection) -> list[str]:
-        """SQLite: a larger page cache and fewer WAL checkpoints on the import's connection (restored after)."""
+        """SQLite: a larger page cache, fewer WAL checkpoints on the import's connection (restored after)."""
         if self.database.dialect != "sqlite":
             return []
         restore = []
-        for pragma, value in (("cache_size", -SQLITE_CACHE_KIB), ("wal_autocheckpoint", SQLITE_CHECKPOINT_PAGES)):
+        pragmas = (("cache_size", -SQLITE_CACHE_KIB), ("wal_autocheckpoint", SQLITE_CHECKPOINT_PAGES))
+        for pragma, value in pragmas:
             previous = (await connection.exec_driver_sql(f"PRAGMA {pragma}")).scalar()
             await connection.exec_driver_sql(f"PRAGMA {pragma}={value}")
             restore.append(f"PRAGMA {pragma}={previous}")
@@ -676,45 +712,57 @@ class RppsImporter:
         await self._drain()
 
     async def _submit(self, chunk: list[Group], protected: list[str]) -> None:
-        """Write a chunk. On PostgreSQL, the write goes on while the next chunk is read: the server works on
-        its statements while this process parses (one chunk ahead at most, still one transaction per chunk, in
-        order). On SQLite the database works in this process: writing while parsing would only make both wait."""
+        """Write a chunk: plan it (read what exists, build, encode), then apply the plan in one transaction.
+
+        On SQLite both happen in one transaction, one chunk after the other: the database works in this
+        process, and writing while parsing would only make both wait. On PostgreSQL the server works in its
+        own process: the next chunk is read and planned (on a second connection) while the server applies
+        the previous plan. Chunks never share a professional, so a plan never depends on the one being
+        applied.
+        """
+        if self.reader is None:
+            async with self.connection.begin():
+                plan = await self._plan(self.connection, chunk, protected)
+                await self._apply(self.connection, plan)
+            return
+        async with self.reader.begin():
+            plan = await self._plan(self.reader, chunk, protected)
         await self._drain()
-        if self.database.dialect == "postgresql":
-            self._pending = asyncio.ensure_future(self._write_chunk(chunk, protected))
-        else:
-            await self._write_chunk(chunk, protected)
+        self._pending = asyncio.ensure_future(self._apply_in_transaction(plan))
+
+    async def _apply_in_transaction(self, plan: Plan) -> None:
+        async with self.connection.begin():
+            await self._apply(self.connection, plan)
 
     async def _drain(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
 
-    async def _write_chunk(self, chunk: list[Group], protected: list[str]) -> None:
-        connection, st, summary = self.connection, self.statements, self.summary
+    async def _plan(self, connection, chunk: list[Group], protected: list[str]) -> Plan:
+        st, summary = self.statements, self.summary
         ids = [g.idnps for g in chunk]
-        async with connection.begin():
-            existing = {r.idnps: r for r in (await connection.execute(st.existing, st.ids(ids))).all()} \
-                if ids else {}
-            new: list[Professional] = []
-            changed: list[Professional] = []
-            for g in chunk:
-                row = existing.get(g.idnps)
-                if row is None:
-                    new.append(build_professional(g))
-                elif row.content_hash == g.content_hash and row.active and row.source == SOURCE:
-                    summary.unchanged += 1
-                else:
-                    changed.append(build_professional(g))
-            if new or changed:
-                await self._write_changes(new, changed, existing)
-            if self.full and (ids or protected):
-                await connection.execute(st.seen, st.ids(ids + protected))
-
-    async def _write_changes(self, new: list[Professional], changed: list[Professional], existing: dict) -> None:
-        connection, st, summary = self.connection, self.statements, self.summary
-        now = datetime.now(UTC)
-        changed_ids = [p.idnps for p in changed]
+        plan = Plan(seen=ids + protected if self.full else [])
+        if not ids:
+            return plan
+        existing = {r.idnps: r for r in (await connection.execute(st.existing, st.ids(ids))).all()}
+        new: list[Professional] = []
+        changed: list[Professional] = []
+        for i, g in enumerate(chunk):
+            row = existing.get(g.idnps)
+            if row is None:
+                new.append(build_professional(g))
+            elif row.content_hash == g.content_hash and row.active and row.source == SOURCE:
+                summary.unchanged += 1
+            else:
+                changed.append(build_professional(g))
+            if not i % YIELD_EVERY:
+                # On PostgreSQL, let the plan being applied send its next statement as soon as it may.
+                await asyncio.sleep(0)
+        if not new and not changed:
+            return plan
+        plan.now = now = datetime.now(UTC)
+        plan.changed_ids = changed_ids = [p.idnps for p in changed]
         old_sites: dict[str, list[tuple]] = {}
         cpts_ids: dict[str, list[str]] = {}
         if changed_ids:
@@ -724,46 +772,66 @@ class RppsImporter:
                 cpts_ids.setdefault(r.idnps, []).append(r.cpts_id)
 
         payloads: list[tuple[EventPayload, str]] = []
-        for p in new:
+        for i, p in enumerate(new):
             subject = f"professional/{p.idnps}"
             payloads.append((_snapshot_payload(ProfessionalRegistered, p, []), subject))
             payloads.append((_sites_payload(p), subject))
+            if not i % YIELD_EVERY:
+                await asyncio.sleep(0)
         for p in changed:
             subject = f"professional/{p.idnps}"
             row = existing[p.idnps]
             if not row.active or tuple(row)[4:] != p.snapshot():
-                payloads.append((_snapshot_payload(ProfessionalUpdated, p, cpts_ids.get(p.idnps, [])), subject))
+                snapshot = _snapshot_payload(ProfessionalUpdated, p, cpts_ids.get(p.idnps, []))
+                payloads.append((snapshot, subject))
             if sorted(old_sites.get(p.idnps, []), key=_by_site) != sorted(p.event_sites(), key=_by_site):
                 payloads.append((_sites_payload(p), subject))
+        plan.outbox = []
+        event_ids = new_event_ids(len(payloads), now)
+        for start in range(0, len(payloads), 2 * YIELD_EVERY):
+            await asyncio.sleep(0)
+            end = start + 2 * YIELD_EVERY
+            plan.outbox.extend(self.encoder.encode(payloads[start:end], now, event_ids[start:end]))
+        await asyncio.sleep(0)
 
         written = (*new, *changed)
         sites: dict[str, Site] = {}
         for p in written:
             for s in p.sites:
                 sites.setdefault(s.site_id, s)
-        await st.site(connection, [
+        plan.sites = [
             {"site_id": s.site_id, "name": s.name, "address": s.address, "postcode": s.postcode,
              "commune_insee": s.commune_insee, "phone": s.phone, "lat": s.lat, "lon": s.lon}
             for s in sites.values()
-        ])
-        await st.professional(connection, [
-            {"idnps": p.idnps, "civility": p.civility, "family_name": p.family_name, "given_name": p.given_name,
-             "profession_code": p.profession_code, "profession_label": p.profession_label,
-             "specialty_code": p.specialty_code, "specialty_label": p.specialty_label,
-             "commune_insee": p.commune_insee, "active": True, "source": SOURCE, "content_hash": p.content_hash,
-             "registered_at": now}
+        ]
+        plan.professionals = [
+            {"idnps": p.idnps, "civility": p.civility, "family_name": p.family_name,
+             "given_name": p.given_name, "profession_code": p.profession_code,
+             "profession_label": p.profession_label, "specialty_code": p.specialty_code,
+             "specialty_label": p.specialty_label, "commune_insee": p.commune_insee, "active": True,
+             "source": SOURCE, "content_hash": p.content_hash, "registered_at": now}
             for p in written
-        ])
-        if changed_ids:
-            await connection.execute(st.delete_activities, st.ids(changed_ids))
-        await st.activity(connection, [
+        ]
+        plan.activities = [
             {"idnps": p.idnps, "site_id": site_id, "practice_mode": mode, "sector_code": sector}
             for p in written for site_id, mode, sector in p.activities
-        ])
-        await st.outbox(connection, self.encoder.encode(payloads, now), now)
+        ]
         summary.created += len(new)
         summary.updated += len(changed)
         summary.events += len(payloads)
+        return plan
+
+    async def _apply(self, connection, plan: Plan) -> None:
+        st = self.statements
+        if plan.professionals:
+            await st.site(connection, plan.sites)
+            await st.professional(connection, plan.professionals)
+            if plan.changed_ids:
+                await connection.execute(st.delete_activities, st.ids(plan.changed_ids))
+            await st.activity(connection, plan.activities)
+            await st.outbox(connection, plan.outbox, plan.now)
+        if plan.seen:
+            await connection.execute(st.seen, st.ids(plan.seen))
 
     async def _deactivate_absent(self) -> None:
         connection, st, summary = self.connection, self.statements, self.summary
@@ -783,8 +851,8 @@ class RppsImporter:
             now = datetime.now(UTC)
             async with connection.begin():
                 await connection.execute(st.deactivate, {**st.ids(ids), "now": now})
-                payloads = [(ProfessionalDeactivated(idnps=i, reason=DEACTIVATION_REASON), f"professional/{i}")
-                            for i in ids]
+                payloads = [(ProfessionalDeactivated(idnps=i, reason=DEACTIVATION_REASON),
+                             f"professional/{i}") for i in ids]
                 await st.outbox(connection, self.encoder.encode(payloads, now), now)
             summary.deactivated += len(ids)
             summary.events += len(ids)
@@ -804,6 +872,7 @@ async def import_into_registry(path: str | Path, *, database_url: str | None = N
     """The import as `cpts registry import-rpps` runs it: the registry's database from its settings
     (`CPTS_REGISTRY_DATABASE_URL`...), migrated first, then `import_rpps(..., **options)`."""
     from cpts_platform.migrations import upgrade
+
     from cpts_registry.app import service
     from cpts_registry.settings import Settings
 
