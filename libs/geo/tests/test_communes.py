@@ -22,3 +22,10 @@ def test_every_departement_has_a_sas_search_radius():
     radii = sas_radii()
     assert radii["69"].default_radius_km > 0 and radii["69"].enlargement_step_km > 0
     assert set(departements()) <= set(radii) | {"975", "977", "978"}
+
+
+def test_communes_within_a_radius_are_found_by_great_circle_distance():
+    lyon = communes().get("69123")
+    near = {c.insee for c in communes().within(lyon.lat, lyon.lon, 8)}
+    assert {"69123", "69266", "69259"} <= near
+    assert "75056" not in near

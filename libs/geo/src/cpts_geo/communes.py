@@ -76,6 +76,16 @@ class CommuneDirectory:
     def __contains__(self, insee: str) -> bool:
         return insee in self._by_insee
 
+    def __iter__(self) -> Iterator[Commune]:
+        return iter(self._by_insee.values())
+
+    def within(self, lat: float, lon: float, radius_km: float) -> list[Commune]:
+        """Communes whose point lies within `radius_km` (great-circle) of (lat, lon)."""
+        # A degree of latitude is ~111 km: a cheap band test before the exact distance.
+        band = radius_km / 111.0 + 0.01
+        return [c for c in self._by_insee.values() if c.lat is not None and abs(c.lat - lat) <= band
+                and haversine_km(lat, lon, c.lat, c.lon) <= radius_km]
+
     def get(self, insee: str) -> Commune | None:
         return self._by_insee.get(insee)
 

@@ -37,14 +37,6 @@ def _distance(row: ProfessionalRow, center: tuple[float, float] | None) -> float
     return round(haversine_km(center[0], center[1], commune.lat, commune.lon), 1)
 
 
-def communes_within(center: tuple[float, float], radius_km: float) -> list[str]:
-    """INSEE codes of the communes whose point lies within `radius_km` (great-circle) of `center`."""
-    lat, lon = center
-    return [c.insee for c in communes()._by_insee.values()
-            if c.lat is not None and abs(c.lat - lat) < radius_km / 100 + 0.1
-            and haversine_km(lat, lon, c.lat, c.lon) <= radius_km]
-
-
 async def _memberships(session: AsyncSession, ids: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {i: [] for i in ids}
     if ids:
@@ -73,7 +65,7 @@ async def search_professionals(session: AsyncSession, *, name: str | None = None
         conditions.append(ProfessionalRow.idnps.in_(select(MembershipRow.idnps).where(MembershipRow.cpts_id == cpts_id)))
     in_communes: list[str] | None = None
     if center is not None and radius_km is not None:
-        in_communes = communes_within(center, radius_km)
+        in_communes = [c.insee for c in communes().within(center[0], center[1], radius_km)]
     elif commune:
         in_communes = [commune]
     if in_communes is not None:
@@ -85,7 +77,8 @@ async def search_professionals(session: AsyncSession, *, name: str | None = None
     if center is not None:
         # Nearest first: the page is cut after sorting every match by distance.
         rows = list((await session.exec(query)).all())
-        rows.sort(key=lambda r: (_distance(r, center) if _distance(r, center) is not None else 1e9, r.idnps))
+        distances = {r.idnps: _distance(r, center) for r in rows}
+        rows.sort(key=lambda r: (distances[r.idnps] if distances[r.idnps] is not None else 1e9, r.idnps))
         rows = rows[offset:offset + limit]
     else:
         rows = list((await session.exec(query.order_by(ProfessionalRow.family_name, ProfessionalRow.idnps)

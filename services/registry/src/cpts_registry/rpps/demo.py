@@ -157,7 +157,7 @@ class DemoGenerator:
         self.rng = random.Random(seed)
         wanted = {d.strip().upper().zfill(2) for d in departements if d.strip()}
         directory = communes()
-        items = [c for c in directory._by_insee.values()
+        items = [c for c in directory
                  if c.postcodes and c.lat is not None and (not wanted or c.departement in wanted)]
         if not items:
             raise ValueError(f"no commune with a postcode in the départements {sorted(wanted)}")
