@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from cpts_events import encode, new_event, topics
+from cpts_events import encode, new_event
 from cpts_events.registry import ProfessionalRegistered
 from cpts_indicators.app import service
 from cpts_platform.auth import LocalIssuer
-from cpts_platform.kafka import new_producer
 from cpts_platform.testing import eventually, running_service, settings_for
 
 
 async def test_each_registration_counts_once_per_cpts_even_when_delivered_twice(
-        database_url, kafka_broker, topic_prefix, tmp_path):
+        database_url, kafka_broker, topic_prefix, tmp_path, publish):
     settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
                             topic_prefix=topic_prefix, var_dir=tmp_path / "var")
     records = [
@@ -19,25 +18,18 @@ async def test_each_registration_counts_once_per_cpts_even_when_delivered_twice(
                                                 profession_code="10", cpts_ids=cpts), source="/cpts/registry"))
         for i, cpts in enumerate([["690049999"], ["690049999", "010000001"], ["690049999"]])
     ]
-    producer = new_producer(kafka_broker, client_id="test")
-    await producer.start()
     token = LocalIssuer(tmp_path / "var" / "local-issuer").mint(subject="t", roles=["ars"])
     headers = {"Authorization": f"Bearer {token}"}
-    try:
-        async with running_service(service, settings) as client:
-            for record in records + records[:2]:
-                await (await producer.send(topic_prefix + topics.REGISTRY, value=record.value, key=record.key,
-                                           headers=record.headers))
+    async with running_service(service, settings) as client:
+        await publish(*records, *records[:2])
 
-            async def counts():
-                a = (await client.get("/indicators/cpts/690049999/professionals", headers=headers)).json()
-                b = (await client.get("/indicators/cpts/010000001/professionals", headers=headers)).json()
-                return (a["professionals"], b["professionals"]) == (3, 1) and (a, b)
+        async def counts():
+            a = (await client.get("/indicators/cpts/690049999/professionals", headers=headers)).json()
+            b = (await client.get("/indicators/cpts/010000001/professionals", headers=headers)).json()
+            return (a["professionals"], b["professionals"]) == (3, 1) and (a, b)
 
-            a, b = await eventually(counts)
-            consumed = (await client.get("/metrics")).text
-    finally:
-        await producer.stop()
+        a, b = await eventually(counts)
+        consumed = (await client.get("/metrics")).text
     assert a["last_event_time"] is not None
     assert (a["members"], b["members"]) == (3, 1)
     assert 'cpts_events_consumed_total{service="indicators"' in consumed

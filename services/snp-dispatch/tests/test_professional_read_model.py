@@ -2,40 +2,32 @@
 
 from __future__ import annotations
 
-from cpts_events import encode, new_event, topics
 from cpts_events.registry import ProfessionalRegistered
 from cpts_platform.auth import LocalIssuer
-from cpts_platform.kafka import new_producer
 from cpts_platform.testing import eventually, running_service, settings_for
 from cpts_snp_dispatch.app import service
 
 
 async def test_a_registered_professional_becomes_an_effecteur_for_regulators(
-        database_url, kafka_broker, topic_prefix, tmp_path):
+        database_url, kafka_broker, topic_prefix, tmp_path, publish):
     settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
                             topic_prefix=topic_prefix, var_dir=tmp_path / "var")
-    record = encode(new_event(ProfessionalRegistered(
+    registered = ProfessionalRegistered(
         idnps="810100000011", family_name="Morel", given_name="Camille", profession_code="10",
-        specialty_code="SM54", commune_insee="69259", cpts_ids=["690049999"]), source="/cpts/registry"))
+        specialty_code="SM54", commune_insee="69259", cpts_ids=["690049999"])
     issuer = LocalIssuer(tmp_path / "var" / "local-issuer")
     regulator = {"Authorization": f"Bearer {issuer.mint(subject='r', roles=['regulator'])}"}
     gp = {"Authorization": f"Bearer {issuer.mint(subject='p', roles=['professional'])}"}
-    producer = new_producer(kafka_broker, client_id="test")
-    await producer.start()
-    try:
-        async with running_service(service, settings) as client:
-            missing = await client.get("/effecteurs/810100000011", headers=regulator)
-            await (await producer.send(topic_prefix + topics.REGISTRY, value=record.value, key=record.key,
-                                       headers=record.headers))
+    async with running_service(service, settings) as client:
+        missing = await client.get("/effecteurs/810100000011", headers=regulator)
+        await publish(registered)
 
-            async def found():
-                response = await client.get("/effecteurs/810100000011", headers=regulator)
-                return response.status_code == 200 and response
+        async def found():
+            response = await client.get("/effecteurs/810100000011", headers=regulator)
+            return response.status_code == 200 and response
 
-            effecteur = await eventually(found)
-            forbidden = await client.get("/effecteurs/810100000011", headers=gp)
-    finally:
-        await producer.stop()
+        effecteur = await eventually(found)
+        forbidden = await client.get("/effecteurs/810100000011", headers=gp)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert effecteur.json()["commune_insee"] == "69259"
@@ -43,7 +35,7 @@ async def test_a_registered_professional_becomes_an_effecteur_for_regulators(
 
 
 async def test_the_effecteur_view_follows_sas_participation_sites_memberships_and_deactivation(
-        database_url, kafka_broker, topic_prefix, tmp_path):
+        database_url, kafka_broker, topic_prefix, tmp_path, publish):
     from datetime import date
 
     from cpts_events.registry import (
@@ -66,22 +58,14 @@ async def test_the_effecteur_view_follows_sas_participation_sites_memberships_an
     ]
     issuer = LocalIssuer(tmp_path / "var" / "local-issuer")
     regulator = {"Authorization": f"Bearer {issuer.mint(subject='r', roles=['regulator'])}"}
-    producer = new_producer(kafka_broker, client_id="test")
-    await producer.start()
-    try:
-        async with running_service(service, settings) as client:
-            for payload in payloads:
-                record = encode(new_event(payload, source="/cpts/registry"))
-                await (await producer.send(topic_prefix + topics.REGISTRY, value=record.value, key=record.key,
-                                           headers=record.headers))
+    async with running_service(service, settings) as client:
+        await publish(*payloads)
 
-            async def settled():
-                response = await client.get(f"/effecteurs/{idnps}", headers=regulator)
-                return response.status_code == 200 and not response.json()["active"] and response.json()
+        async def settled():
+            response = await client.get(f"/effecteurs/{idnps}", headers=regulator)
+            return response.status_code == 200 and not response.json()["active"] and response.json()
 
-            view = await eventually(settled)
-    finally:
-        await producer.stop()
+        view = await eventually(settled)
     assert view["cpts_ids"] == ["690048888"]
     assert view["sas_participant"] and view["accepts_en_sus"] and view["en_sus_weekly_cap"] == 5
     assert view["sites"][0]["commune_insee"] == "69259"

@@ -12,6 +12,7 @@ from typing import AsyncIterator
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from cpts_platform.auth import LocalIssuer
 from cpts_platform.dev.broker import LocalBroker, free_port
@@ -185,3 +186,25 @@ def wait_for(fetch, ok, timeout: float = 20.0, interval: float = 0.1):
             last = exc
         time.sleep(interval)
     raise AssertionError(f"not reached within {timeout} s; last: {getattr(last, 'text', last)!r}")
+
+
+@pytest_asyncio.fixture
+async def publish(kafka_broker: str, topic_prefix: str):
+    """`await publish(payload, ...)`: each payload as an event on its catalogue topic (under the test's prefix),
+    in order, acknowledged by the broker; `publish(record, ...)` sends already encoded records as they are."""
+    from cpts_events import KafkaRecord, encode, new_event
+    from cpts_platform.kafka import new_producer
+
+    producer = new_producer(kafka_broker, client_id="test-publisher")
+    await producer.start()
+
+    async def send(*items, source: str = "/cpts/registry") -> None:
+        for item in items:
+            record = item if isinstance(item, KafkaRecord) else encode(new_event(item, source=source))
+            await (await producer.send(topic_prefix + record.topic, value=record.value, key=record.key,
+                                       headers=record.headers))
+
+    try:
+        yield send
+    finally:
+        await producer.stop()
