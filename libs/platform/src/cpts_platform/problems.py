@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -73,7 +73,17 @@ def _echo(value: Any) -> Any:
     return None
 
 
-def install_problem_handlers(app: FastAPI, *, echo_invalid_values: bool = False) -> None:
+def install_problem_handlers(app: FastAPI, *, echo_invalid_values: bool = False,
+                             domain_problems: Mapping[type[Exception], Callable[[Exception], ProblemError]]
+                             | None = None) -> None:
+    for exception_class, to_problem in (domain_problems or {}).items():
+        def handler(request: Request, exc: Exception, to_problem=to_problem) -> JSONResponse:
+            problem = to_problem(exc)
+            return problem_response(problem.status, problem.detail, request=request, title=problem.title,
+                                    type_=problem.type, errors=problem.errors)
+
+        app.add_exception_handler(exception_class, handler)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Field names and messages; the submitted values only for services that hold no patient data.

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Annotated, AsyncIterator, Callable, Mapping
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -25,7 +25,7 @@ from cpts_platform.logging import configure_logging, get_logger
 from cpts_platform.metrics import HTTP_REQUEST_DURATION, metrics_endpoint
 from cpts_platform.migrations import upgrade
 from cpts_platform.outbox import OutboxRelay
-from cpts_platform.problems import BodySizeLimitMiddleware, install_problem_handlers
+from cpts_platform.problems import BodySizeLimitMiddleware, ProblemError, install_problem_handlers
 from cpts_platform.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -54,6 +54,8 @@ class ServiceDefinition:
     version: str = "0.1.0"
     # Only a service that holds no patient data may echo invalid values back in its 422 answers.
     echo_invalid_values: bool = False
+    # Domain exceptions and the problem each one answers with, wherever a route lets it through.
+    problems: Mapping[type[Exception], Callable[[Exception], ProblemError]] = field(default_factory=dict)
 
 
 class Runtime:
@@ -225,7 +227,8 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, description=definition.description, version=definition.version,
                   lifespan=lifespan)
-    install_problem_handlers(app, echo_invalid_values=definition.echo_invalid_values)
+    install_problem_handlers(app, echo_invalid_values=definition.echo_invalid_values,
+                             domain_problems=definition.problems)
     app.include_router(_health_router())
     for router in definition.routers:
         app.include_router(router)

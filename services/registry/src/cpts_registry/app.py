@@ -4,7 +4,7 @@ from pathlib import Path
 
 from cpts_platform.service import ServiceDefinition
 from cpts_registry.api.fhir import router as fhir_router
-from cpts_registry.api.routes import routers
+from cpts_registry.api.routes import DOMAIN_PROBLEMS, routers
 from cpts_registry.consumers import SUBSCRIPTIONS
 from cpts_registry.repository import metadata, tables
 from cpts_registry.settings import Settings
@@ -20,5 +20,6 @@ service = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[*routers, fhir_router],
     subscriptions=SUBSCRIPTIONS,
+    problems=DOMAIN_PROBLEMS,
     echo_invalid_values=True,  # public professional data only, never a patient's
 )

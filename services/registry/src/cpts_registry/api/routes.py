@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Callable
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -56,21 +56,17 @@ def _not_found(what: str) -> ProblemError:
     return ProblemError(404, f"No {what}.")
 
 
-def domain_errors(exc: Exception) -> ProblemError:
-    """The registry's domain exceptions as problem answers, naming the field and the value."""
-    if isinstance(exc, UnknownProfessional):
-        return _not_found(f"professional {exc.idnps}")
-    if isinstance(exc, UnknownCommune):
-        return _invalid("communes", exc.insee, f"unknown commune {exc.insee}")
-    if isinstance(exc, TerritoryConflict):
-        return ProblemError(409, f"Commune {exc.insee} already belongs to CPTS {exc.other_cpts}.",
-                            errors=[{"field": "communes", "in": "body", "value": exc.insee,
-                                     "message": f"already in CPTS {exc.other_cpts}"}])
-    if isinstance(exc, ProfessionalAlreadyRegistered):
-        return ProblemError(409, f"Professional {exc.idnps} is already registered.")
-    if isinstance(exc, CptsAlreadyRegistered):
-        return ProblemError(409, f"CPTS {exc.cpts_id} is already registered.")
-    raise exc
+# The registry's domain exceptions as problem answers, naming the field and the value (installed in app.py).
+DOMAIN_PROBLEMS: dict[type[Exception], Callable[[Exception], ProblemError]] = {
+    UnknownProfessional: lambda exc: _not_found(f"professional {exc.idnps}"),
+    UnknownCpts: lambda exc: _not_found(f"CPTS {exc.cpts_id}"),
+    UnknownCommune: lambda exc: _invalid("communes", exc.insee, f"unknown commune {exc.insee}"),
+    TerritoryConflict: lambda exc: ProblemError(
+        409, f"Commune {exc.insee} already belongs to CPTS {exc.other_cpts}.",
+        errors=[{"field": "communes", "in": "body", "value": exc.insee, "message": f"already in CPTS {exc.other_cpts}"}]),
+    ProfessionalAlreadyRegistered: lambda exc: ProblemError(409, f"Professional {exc.idnps} is already registered."),
+    CptsAlreadyRegistered: lambda exc: ProblemError(409, f"CPTS {exc.cpts_id} is already registered."),
+}
 
 
 @professionals.post("", status_code=201, response_model=ProfessionalDetail,
@@ -85,9 +81,8 @@ async def register_professional(body: ProfessionalCreate, principal: Manager, da
         await handlers.register_professional(database=database, professional=NewProfessional(
             **body.model_dump(exclude={"cpts_ids"}), cpts_ids=tuple(body.cpts_ids)))
     except UnknownCpts as exc:
+        # Here the CPTS is a reference in the body, not the resource of the path.
         raise _invalid("cpts_ids", exc.cpts_id, f"unknown CPTS {exc.cpts_id}")
-    except Exception as exc:
-        raise domain_errors(exc)
     async with database.sessions() as session:
         return await queries.professional_detail(session, body.idnps)
 
@@ -145,21 +140,15 @@ async def read_professional(idnps: str, _: Reader, session: ReadSessionDep) -> P
 async def update_professional(idnps: str, body: ProfessionalUpdate, _: Admin, database: DatabaseDep,
                               session: ReadSessionDep) -> ProfessionalPublic:
     _check_commune(body.commune_insee)
-    try:
-        await handlers.update_professional(database=database, idnps=idnps,
-                                           changes=body.model_dump(exclude_unset=True))
-    except Exception as exc:
-        raise domain_errors(exc)
+    await handlers.update_professional(database=database, idnps=idnps,
+                                       changes=body.model_dump(exclude_unset=True))
     return await queries.professional_detail(session, idnps)
 
 
 @professionals.post("/{idnps}/deactivate", response_model=ProfessionalPublic,
                     summary="Désactiver un professionnel qui n'exerce plus.")
 async def deactivate(idnps: str, _: Admin, database: DatabaseDep, session: ReadSessionDep) -> ProfessionalPublic:
-    try:
-        await handlers.deactivate_professional(database=database, idnps=idnps)
-    except Exception as exc:
-        raise domain_errors(exc)
+    await handlers.deactivate_professional(database=database, idnps=idnps)
     return await queries.professional_detail(session, idnps)
 
 
@@ -172,21 +161,15 @@ def _own(principal: Principal, idnps: str) -> None:
 async def put_sas_participation(idnps: str, body: SasParticipationIn, principal: SelfOrAdmin,
                                 database: DatabaseDep) -> SasParticipationPublic:
     _own(principal, idnps)
-    try:
-        row = await handlers.set_sas_participation(database=database, idnps=idnps, participation=(
-            handlers.SasParticipation(**body.model_dump())))
-    except Exception as exc:
-        raise domain_errors(exc)
+    row = await handlers.set_sas_participation(database=database, idnps=idnps, participation=(
+        handlers.SasParticipation(**body.model_dump())))
     return SasParticipationPublic.model_validate(row, from_attributes=True)
 
 
 @professionals.delete("/{idnps}/sas-participation", status_code=204, summary="Mettre fin à sa participation au SAS.")
 async def end_sas_participation(idnps: str, principal: SelfOrAdmin, database: DatabaseDep) -> Response:
     _own(principal, idnps)
-    try:
-        await handlers.set_sas_participation(database=database, idnps=idnps, participation=None)
-    except Exception as exc:
-        raise domain_errors(exc)
+    await handlers.set_sas_participation(database=database, idnps=idnps, participation=None)
     return Response(status_code=204)
 
 
@@ -199,24 +182,18 @@ async def put_mt_capacity(idnps: str, body: MtCapacityIn, principal: SelfOrAdmin
         professional = await queries.professional_detail(session, idnps)
         if professional is not None and professional.profession_code != "10":
             raise _invalid("accepting", "true", "only physicians can be médecin traitant")
-    try:
-        row = await handlers.set_mt_capacity(database=database, idnps=idnps, capacity=handlers.MtCapacity(
-            accepting=body.accepting, new_patients_per_month=body.new_patients_per_month,
-            publics=tuple(body.publics), until=body.until))
-    except Exception as exc:
-        raise domain_errors(exc)
+    row = await handlers.set_mt_capacity(database=database, idnps=idnps, capacity=handlers.MtCapacity(
+        accepting=body.accepting, new_patients_per_month=body.new_patients_per_month,
+        publics=tuple(body.publics), until=body.until))
     return MtCapacityPublic.model_validate(row, from_attributes=True)
 
 
 @cpts.post("", status_code=201, response_model=CptsPublic, summary="Enregistrer une CPTS et son territoire.",
            responses={409: {"description": "CPTS déjà enregistrée, ou commune déjà dans une autre CPTS."}})
 async def register_cpts(body: CptsCreate, _: Admin, database: DatabaseDep, session: ReadSessionDep) -> CptsPublic:
-    try:
-        await handlers.register_cpts(database=database, cpts_id=body.cpts_id, name=body.name,
-                                     communes=body.communes, stage=body.stage, aci_signed_on=body.aci_signed_on,
-                                     missions=[m.value for m in body.missions])
-    except Exception as exc:
-        raise domain_errors(exc)
+    await handlers.register_cpts(database=database, cpts_id=body.cpts_id, name=body.name,
+                                 communes=body.communes, stage=body.stage, aci_signed_on=body.aci_signed_on,
+                                 missions=[m.value for m in body.missions])
     return await queries.cpts_detail(session, body.cpts_id)
 
 
@@ -243,12 +220,7 @@ def _manages(principal: Principal, cpts_id: str) -> None:
 async def put_territory(cpts_id: str, body: TerritoryIn, principal: Manager, database: DatabaseDep,
                         session: ReadSessionDep) -> CptsPublic:
     _manages(principal, cpts_id)
-    try:
-        await handlers.change_territory(database=database, cpts_id=cpts_id, communes=body.communes)
-    except UnknownCpts:
-        raise _not_found(f"CPTS {cpts_id}")
-    except Exception as exc:
-        raise domain_errors(exc)
+    await handlers.change_territory(database=database, cpts_id=cpts_id, communes=body.communes)
     return await queries.cpts_detail(session, cpts_id)
 
 
@@ -256,11 +228,8 @@ async def put_territory(cpts_id: str, body: TerritoryIn, principal: Manager, dat
           summary="Changer l'étape d'une CPTS (lettre d'intention, projet de santé validé, ACI signé).")
 async def put_stage(cpts_id: str, body: StageIn, _: Admin, database: DatabaseDep,
                     session: ReadSessionDep) -> CptsPublic:
-    try:
-        await handlers.change_stage(database=database, cpts_id=cpts_id, stage=body.stage,
-                                    aci_signed_on=body.aci_signed_on, missions=[m.value for m in body.missions])
-    except UnknownCpts:
-        raise _not_found(f"CPTS {cpts_id}")
+    await handlers.change_stage(database=database, cpts_id=cpts_id, stage=body.stage,
+                                aci_signed_on=body.aci_signed_on, missions=[m.value for m in body.missions])
     return await queries.cpts_detail(session, cpts_id)
 
 
@@ -277,24 +246,14 @@ async def members(cpts_id: str, _: Reader, session: ReadSessionDep,
 async def put_member(cpts_id: str, idnps: str, body: MembershipIn, principal: Manager,
                      database: DatabaseDep) -> Response:
     _manages(principal, cpts_id)
-    try:
-        await handlers.set_membership(database=database, cpts_id=cpts_id, idnps=idnps, status=body.status)
-    except UnknownCpts:
-        raise _not_found(f"CPTS {cpts_id}")
-    except Exception as exc:
-        raise domain_errors(exc)
+    await handlers.set_membership(database=database, cpts_id=cpts_id, idnps=idnps, status=body.status)
     return Response(status_code=204)
 
 
 @cpts.delete("/{cpts_id}/members/{idnps}", status_code=204, summary="Retirer un membre.")
 async def delete_member(cpts_id: str, idnps: str, principal: Manager, database: DatabaseDep) -> Response:
     _manages(principal, cpts_id)
-    try:
-        await handlers.set_membership(database=database, cpts_id=cpts_id, idnps=idnps, status=None)
-    except UnknownCpts:
-        raise _not_found(f"CPTS {cpts_id}")
-    except Exception as exc:
-        raise domain_errors(exc)
+    await handlers.set_membership(database=database, cpts_id=cpts_id, idnps=idnps, status=None)
     return Response(status_code=204)
 
 
