@@ -162,11 +162,10 @@ class EventConsumer:
         for record in records:
             try:
                 event = decode(record.headers, record.key, record.value)
-            except EventDecodeError as exc:
-                await self._retrying(lambda: self._dead_letter(record, "undecodable", str(exc)))
-                continue
-            except EventSchemaError as exc:
-                await self._retrying(lambda: self._dead_letter(record, "schema-invalid", str(exc)))
+            except (EventDecodeError, EventSchemaError) as exc:
+                reason = "undecodable" if isinstance(exc, EventDecodeError) else "schema-invalid"
+                detail = str(exc)
+                await self._retrying(lambda: self._dead_letter(record, reason, detail))
                 continue
             if event.type in self.handlers:
                 items.append(_Item(record, event))
@@ -248,7 +247,8 @@ class EventConsumer:
                             topic=item.record.topic, partition=item.record.partition, offset=item.record.offset,
                             attempt=attempts, error_type=type(exc).__name__)
                 if attempts >= self.max_attempts or isinstance(exc, PermanentEventError):
-                    await self._retrying(lambda: self._dead_letter(item.record, "handler-failed", safe_reason(exc)))
+                    detail = safe_reason(exc)
+                    await self._retrying(lambda: self._dead_letter(item.record, "handler-failed", detail))
                     return
                 await asyncio.sleep(0.1 * attempts)
 
