@@ -14,6 +14,7 @@ from cpts_events.envelope import (
 
 # Importing the payload modules registers their event types in the catalogue.
 from cpts_events import registry as registry  # noqa: E402
+from cpts_events import snp_dispatch as snp_dispatch  # noqa: E402
 
 __all__ = [
     "CATALOGUE",

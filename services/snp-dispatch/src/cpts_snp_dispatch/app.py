@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cpts_platform.service import ServiceDefinition
-from cpts_snp_dispatch.api.routes import router
+from cpts_snp_dispatch.api.routes import DOMAIN_PROBLEMS, router
 from cpts_snp_dispatch.consumers import SUBSCRIPTIONS
 from cpts_snp_dispatch.repository import metadata, tables
 from cpts_snp_dispatch.settings import Settings
@@ -19,4 +19,5 @@ service = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     subscriptions=SUBSCRIPTIONS,
+    problems=DOMAIN_PROBLEMS,
 )

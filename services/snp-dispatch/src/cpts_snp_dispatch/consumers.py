@@ -1,4 +1,4 @@
-"""Events snp-dispatch consumes: the registry's professionals, for its read model of effecteurs."""
+"""Events snp-dispatch consumes: the registry's professionals and CPTS, for its read models."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cpts_events import Event, topics
 from cpts_events.registry import (
+    CptsRegistered,
+    CptsTerritoryChanged,
     MembershipChanged,
     ProfessionalDeactivated,
     ProfessionalRegistered,
@@ -14,7 +16,7 @@ from cpts_events.registry import (
     SasParticipationChanged,
 )
 from cpts_platform.service import Subscription
-from cpts_snp_dispatch.repository import ProfessionalView
+from cpts_snp_dispatch.repository import CptsView, ProfessionalView
 
 
 async def on_professional(session: AsyncSession, event: Event[ProfessionalRegistered | ProfessionalUpdated]) -> None:
@@ -66,6 +68,15 @@ async def on_membership(session: AsyncSession, event: Event[MembershipChanged]) 
         await _update(session, p.idnps, event, cpts_ids=sorted(ids))
 
 
+async def on_cpts(session: AsyncSession, event: Event[CptsRegistered | CptsTerritoryChanged]) -> None:
+    p = event.payload
+    view = await session.get(CptsView, p.cpts_id) or CptsView(cpts_id=p.cpts_id, updated_at=event.time)
+    if isinstance(p, CptsRegistered):
+        view.name = p.name
+    view.communes, view.departements, view.updated_at = list(p.communes), list(p.departements), event.time
+    session.add(view)
+
+
 SUBSCRIPTIONS = [
     Subscription(
         group_id="snp-dispatch.registry",
@@ -77,6 +88,8 @@ SUBSCRIPTIONS = [
             ProfessionalSitesChanged.__event_type__: on_sites,
             SasParticipationChanged.__event_type__: on_sas_participation,
             MembershipChanged.__event_type__: on_membership,
+            CptsRegistered.__event_type__: on_cpts,
+            CptsTerritoryChanged.__event_type__: on_cpts,
         },
     )
 ]

@@ -1,0 +1,64 @@
+"""Care-request rules: the patient's NIR key, the regulation window, the search radius."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+
+from cpts_snp_dispatch.domain.errors import InvalidIntake
+from cpts_snp_dispatch.domain.slots import PARIS
+
+NIR_PATTERN = re.compile(r"^[12378]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
+
+
+def check_nir(nir: str) -> None:
+    """A NIR of 15 characters whose key is 97 - (first 13 digits mod 97), Corsica's 2A / 2B read as 19 / 18."""
+    if not NIR_PATTERN.fullmatch(nir):
+        raise InvalidIntake("NIR must be 15 characters: 13 digits (2A/2B allowed for Corsica) and a 2-digit key",
+                            field="patient.ins_nir")
+    if nir_key(nir[:13]) != nir[13:]:
+        raise InvalidIntake("NIR key does not match", field="patient.ins_nir")
+
+
+def nir_key(first13: str) -> str:
+    """The 2-digit key of a NIR's first 13 characters (2A and 2B only occur as the département)."""
+    body = first13.replace("2A", "19").replace("2B", "18")
+    return f"{97 - int(body) % 97:02d}"
+
+
+def check_birth_date(birth_date: date, today: date) -> None:
+    if birth_date > today:
+        raise InvalidIntake("birth date is in the future", field="patient.birth_date")
+    if birth_date < date(today.year - 125, 1, 1):
+        raise InvalidIntake("birth date is more than 125 years ago", field="patient.birth_date")
+
+
+def age_band(birth_date: date, today: date) -> str:
+    years = today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+    return "child" if years < 16 else "70+" if years >= 70 else "adult"
+
+
+def search_window(now: datetime, urgency: str) -> tuple[datetime, datetime]:
+    """From now to 23:59:59 (Paris) on day+2 for the SAS's 48 h; end of today for same day; now + 24 h for 24 h."""
+    local = now.astimezone(PARIS)
+    if urgency == "same_day":
+        end = datetime.combine(local.date(), time(23, 59, 59), PARIS)
+    elif urgency == "24h":
+        end = now + timedelta(hours=24)
+    else:
+        end = datetime.combine(local.date() + timedelta(days=2), time(23, 59, 59), PARIS)
+    return now, end
+
+
+def day_group(start: datetime, now: datetime) -> str:
+    """today, tomorrow or after_tomorrow, in Paris local days."""
+    days = (start.astimezone(PARIS).date() - now.astimezone(PARIS).date()).days
+    return {0: "today", 1: "tomorrow"}.get(days, "after_tomorrow")
+
+
+def radius_steps(default_km: float, step_km: float, max_km: float) -> list[float]:
+    """The radii tried in turn: the département default, then enlarged by its step up to the maximum."""
+    radii = [min(default_km, max_km)]
+    while radii[-1] < max_km and step_km > 0:
+        radii.append(min(radii[-1] + step_km, max_km))
+    return radii

@@ -1,0 +1,247 @@
+"""Read side of snp-dispatch: the ranked search of a care request, slot lists, who sees which slot."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cpts_geo import communes, haversine_km, sas_radii
+from cpts_platform.auth import Principal, Role
+from cpts_snp_dispatch.api.schemas import Card, EnSusCandidate, SearchResult, SlotBrief, SlotPublic
+from cpts_snp_dispatch.domain.intake import day_group, radius_steps, search_window
+from cpts_snp_dispatch.domain.ranking import Candidate, enough_radius, rank
+from cpts_snp_dispatch.handlers import LIVE_APPOINTMENT, week_bounds
+from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, ProfessionalView, SlotRow
+from cpts_snp_dispatch.settings import Settings
+
+GP_PROFESSION = "10"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Which slots a caller may see (TRE_R314 codes): regulators SNP, PRO and PUBLIC; CPTS secretaries and
+    coordinators PUBLIC plus the CPTS slots of their CPTS's members; professionals PRO and PUBLIC."""
+
+    levels: frozenset[str]
+    cpts_ids: frozenset[str] = frozenset()
+    everything: bool = False
+
+    @classmethod
+    def of(cls, principal: Principal) -> "Audience":
+        if Role.ADMIN in principal.roles:
+            return cls(frozenset(), everything=True)
+        levels: set[str] = set()
+        if principal.has_role(Role.REGULATOR):
+            levels |= {"SNP", "PRO", "PUBLIC"}
+        if principal.has_role(Role.PROFESSIONAL):
+            levels |= {"PRO", "PUBLIC"}
+        if principal.has_role(Role.SECRETARY, Role.COORDINATOR):
+            levels |= {"PUBLIC"}
+        cpts_ids = principal.cpts_ids if principal.has_role(Role.SECRETARY, Role.COORDINATOR) else frozenset()
+        return cls(frozenset(levels), frozenset(cpts_ids))
+
+    async def condition(self, session: AsyncSession):
+        if self.everything:
+            return sa.true()
+        clauses = [flag for code, flag in (("PUBLIC", SlotRow.vis_public), ("PRO", SlotRow.vis_pro),
+                                           ("SNP", SlotRow.vis_snp)) if code in self.levels]
+        if self.cpts_ids:
+            members = await cpts_members(session, self.cpts_ids)
+            if members:
+                clauses.append(sa.and_(SlotRow.vis_cpts, col(SlotRow.idnps).in_(members)))
+        return sa.or_(*clauses) if clauses else sa.false()
+
+    def sees(self, slot: SlotRow, professional_cpts: list[str]) -> bool:
+        if self.everything:
+            return True
+        return (bool(set(slot.visibility) & self.levels)
+                or (slot.vis_cpts and bool(self.cpts_ids & set(professional_cpts))))
+
+
+async def cpts_members(session: AsyncSession, cpts_ids: frozenset[str]) -> list[str]:
+    rows = await session.exec(select(ProfessionalView.idnps, ProfessionalView.cpts_ids))
+    return [idnps for idnps, ids in rows if cpts_ids.intersection(ids)]
+
+
+def slot_status(slot: SlotRow, now: datetime) -> str:
+    if slot.status == "free" and slot.held_until is not None and slot.held_until > now:
+        return "held"
+    return slot.status
+
+
+def slot_public(slot: SlotRow, now: datetime) -> SlotPublic:
+    status = slot_status(slot, now)
+    return SlotPublic(slot_id=slot.slot_id, idnps=slot.idnps, site_id=slot.site_id, schedule_id=slot.schedule_id,
+                      commune_insee=slot.commune_insee, start=slot.start, end=slot.end,
+                      service_type=slot.service_type, visibility=slot.visibility,
+                      appointment_type=slot.appointment_type, status=status,
+                      held_until=slot.held_until if status == "held" else None)
+
+
+def _free_now(now: datetime):
+    return sa.and_(SlotRow.status == "free", sa.or_(SlotRow.held_until.is_(None), SlotRow.held_until <= now))
+
+
+def service_types_for(request: CareRequestRow, requested: list[str] | None) -> list[str]:
+    """Office consultations by default, teleconsultation when acceptable, home visits only when needed."""
+    if requested:
+        return sorted(set(requested))
+    if request.needs_home_visit:
+        return ["HH"]
+    return ["AMB", "VR"] if request.teleconsultation_ok else ["AMB"]
+
+
+def _site_distance(sites: list[dict], lat: float, lon: float) -> float | None:
+    distances = [haversine_km(lat, lon, s["lat"], s["lon"]) for s in sites
+                 if s.get("lat") is not None and s.get("lon") is not None]
+    if not distances:
+        for s in sites:
+            commune = communes().get(s.get("commune_insee") or "")
+            if commune is not None and commune.lat is not None:
+                distances.append(haversine_km(lat, lon, commune.lat, commune.lon))
+    return min(distances) if distances else None
+
+
+async def search(session: AsyncSession, *, request: CareRequestRow, audience: Audience, settings: Settings,
+                 now: datetime, service_types: list[str] | None = None, limit: int = 20, offset: int = 0
+                 ) -> SearchResult:
+    """Ranked cards for a care request, following the SAS search rules (window, radius, order)."""
+    window_start, window_end = search_window(now, request.urgency)
+    types = service_types_for(request, service_types)
+    radii_row = sas_radii().get(request.departement)
+    radii = radius_steps(radii_row.default_radius_km if radii_row else settings.search_default_radius_km,
+                         radii_row.enlargement_step_km if radii_row else settings.search_default_step_km,
+                         settings.search_max_radius_km)
+    max_radius = radii[-1]
+    lat, lon = request.lat, request.lon
+    dlat = max_radius / 111.0
+    dlon = max_radius / (111.0 * max(0.1, abs(math.cos(math.radians(lat)))))
+    visible = await audience.condition(session)
+
+    # 1. Free slots of the window per professional and site, inside the bounding box of the largest radius.
+    per_site = (await session.exec(
+        select(SlotRow.idnps, SlotRow.lat, SlotRow.lon, func.count(), func.min(SlotRow.start))
+        .where(_free_now(now), SlotRow.start >= window_start, SlotRow.start <= window_end,
+               col(SlotRow.service_type).in_(types), visible,
+               SlotRow.lat.between(lat - dlat, lat + dlat), SlotRow.lon.between(lon - dlon, lon + dlon))
+        .group_by(SlotRow.idnps, SlotRow.lat, SlotRow.lon))).all()
+    with_slots: dict[str, tuple[float, int, datetime]] = {}
+    for idnps, slat, slon, count, first in per_site:
+        distance = haversine_km(lat, lon, slat, slon)
+        if distance > max_radius:
+            continue
+        known = with_slots.get(idnps)
+        if known is None:
+            with_slots[idnps] = (distance, count, first)
+        else:
+            with_slots[idnps] = (min(known[0], distance), known[1] + count, min(known[2], first))
+    radius = enough_radius([d for d, _, _ in with_slots.values()], radii, settings.search_min_professionals)
+    with_slots = {k: v for k, v in with_slots.items() if v[0] <= radius}
+
+    # 2. The professionals of the area (for cards without slots) and those with slots, from the read model.
+    area = [c.insee for c in communes().within(lat, lon, radius)]
+    wanted = set(with_slots) | ({request.mt_idnps} if request.mt_idnps else set())
+    rows = (await session.exec(select(ProfessionalView).where(
+        ProfessionalView.active, sa.or_(col(ProfessionalView.idnps).in_(wanted),
+                                        sa.and_(col(ProfessionalView.commune_insee).in_(area),
+                                                ProfessionalView.profession_code == GP_PROFESSION))))).all()
+    professionals = {p.idnps: p for p in rows}
+    candidates: list[Candidate] = []
+    for idnps, p in professionals.items():
+        own = idnps == request.mt_idnps
+        if idnps in with_slots:
+            distance, count, first = with_slots[idnps]
+        else:
+            distance, count, first = _site_distance(p.sites, lat, lon), 0, None
+            if not own and (distance is None or distance > radius):
+                continue
+        candidates.append(Candidate(idnps=idnps, sas_participant=p.sas_participant,
+                                    distance_km=distance if distance is not None else max_radius,
+                                    first_start=first, slot_count=count, is_own_doctor=own))
+    ordered = rank(candidates, by_distance=request.located_by == "address", seed=request.search_seed)
+    page = ordered[offset:offset + limit]
+
+    # 3. The first free slots of the page's professionals, grouped today / tomorrow / after tomorrow.
+    slots_of = await _first_slots(session, [c.idnps for c in page if c.slot_count], now=now,
+                                  window=(window_start, window_end), types=types, visible=visible,
+                                  per_day=settings.search_first_slots_per_day, center=(lat, lon))
+    cards = []
+    for position, c in enumerate(page, start=offset + 1):
+        p = professionals[c.idnps]
+        cards.append(Card(
+            rank=position, group=c.group, idnps=c.idnps, civility=p.civility, family_name=p.family_name,
+            given_name=p.given_name, profession_code=p.profession_code, specialty_code=p.specialty_code,
+            sas_participant=p.sas_participant, accepts_en_sus=p.accepts_en_sus, is_own_doctor=c.is_own_doctor,
+            distance_km=round(c.distance_km, 1) if c.distance_km is not None else None,
+            commune_insee=p.commune_insee, free_slot_count=c.slot_count,
+            slots=slots_of.get(c.idnps, {"today": [], "tomorrow": [], "after_tomorrow": []})))
+    en_sus = [] if with_slots else await _en_sus(session, candidates, professionals, now)
+    return SearchResult(request_id=request.request_id, window_start=window_start, window_end=window_end,
+                        radius_km=radius, order="distance" if request.located_by == "address" else "neutral",
+                        service_types=types, cards=cards, total_cards=len(ordered),
+                        professionals_with_slots=len(with_slots), en_sus=en_sus)
+
+
+async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, window: tuple[datetime, datetime],
+                       types: list[str], visible, per_day: int, center: tuple[float, float]
+                       ) -> dict[str, dict[str, list[SlotBrief]]]:
+    if not ids:
+        return {}
+    numbered = (select(SlotRow.slot_id, SlotRow.idnps, SlotRow.start, SlotRow.end, SlotRow.service_type,
+                       SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon,
+                       func.row_number().over(partition_by=SlotRow.idnps, order_by=SlotRow.start).label("n"))
+                .where(col(SlotRow.idnps).in_(ids), _free_now(now), SlotRow.start >= window[0],
+                       SlotRow.start <= window[1], col(SlotRow.service_type).in_(types), visible)
+                .subquery())
+    c = numbered.c
+    rows = (await session.execute(
+        sa.select(c.slot_id, c.idnps, c.start, c.end, c.service_type, c.appointment_type, c.site_id, c.lat, c.lon)
+        .where(c.n <= per_day * 3).order_by(c.idnps, c.start))).all()
+    out: dict[str, dict[str, list[SlotBrief]]] = defaultdict(lambda: {"today": [], "tomorrow": [],
+                                                                      "after_tomorrow": []})
+    for slot_id, idnps, start, end, service_type, appointment_type, site_id, slat, slon in rows:
+        day = out[idnps][day_group(start, now)]
+        if len(day) < per_day:
+            distance = haversine_km(center[0], center[1], slat, slon) if slat is not None else None
+            day.append(SlotBrief(slot_id=slot_id, start=start, end=end, service_type=service_type,
+                                 bookable=appointment_type == "ROUTINE", site_id=site_id,
+                                 distance_km=round(distance, 1) if distance is not None else None))
+    return out
+
+
+async def _en_sus(session: AsyncSession, candidates: list[Candidate], professionals: dict[str, ProfessionalView],
+                  now: datetime) -> list[EnSusCandidate]:
+    """Effecteurs of the area who accept patients beyond their slots and have room left this week."""
+    accepting = [c for c in candidates if professionals[c.idnps].accepts_en_sus]
+    if not accepting:
+        return []
+    start, end = week_bounds(now)
+    used = dict((await session.exec(
+        select(AppointmentRow.idnps, func.count()).where(
+            col(AppointmentRow.idnps).in_([c.idnps for c in accepting]), AppointmentRow.kind == "en_sus",
+            col(AppointmentRow.status).in_(LIVE_APPOINTMENT), AppointmentRow.booked_at >= start,
+            AppointmentRow.booked_at < end).group_by(AppointmentRow.idnps))).all())
+    out = []
+    for c in sorted(accepting, key=lambda c: (c.distance_km, c.idnps)):
+        p = professionals[c.idnps]
+        remaining = None if p.en_sus_weekly_cap is None else p.en_sus_weekly_cap - used.get(c.idnps, 0)
+        if remaining is None or remaining > 0:
+            out.append(EnSusCandidate(idnps=c.idnps, civility=p.civility, family_name=p.family_name,
+                                      given_name=p.given_name, distance_km=round(c.distance_km, 1),
+                                      remaining_this_week=remaining))
+    return out
+
+
+async def list_slots(session: AsyncSession, *, idnps: str, start: datetime, end: datetime, now: datetime,
+                     include_withdrawn: bool = False) -> list[SlotPublic]:
+    conditions = [SlotRow.idnps == idnps, SlotRow.start >= start, SlotRow.start < end]
+    if not include_withdrawn:
+        conditions.append(SlotRow.status != "withdrawn")
+    rows = (await session.exec(select(SlotRow).where(*conditions).order_by(SlotRow.start).limit(2000))).all()
+    return [slot_public(r, now) for r in rows]
