@@ -1,13 +1,17 @@
 """Demo data of the one-command run: a generated RPPS extract for real communes of the Rhône, imported
 through `cpts registry import-rpps`, then one operating CPTS on those communes with its members, SAS
-participants and MT capacities, all through the registry's API so that every event flows."""
+participants and MT capacities, all through the registry's API so that every event flows; then the SAS
+participants' slots for the coming days, through snp-dispatch's API."""
 
 from __future__ import annotations
 
 import random
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -17,6 +21,7 @@ DEMO_DEPARTEMENT = "69"
 # Villeurbanne, Vénissieux, Saint-Priest, Rillieux-la-Pape, Bron, Vaulx-en-Velin, Décines-Charpieu
 DEMO_COMMUNES = ["69266", "69259", "69290", "69286", "69029", "69256", "69275"]
 DEMO_ROWS = 3000
+PARIS = ZoneInfo("Europe/Paris")
 
 
 def import_demo_extract(var_dir: Path) -> None:
@@ -72,4 +77,56 @@ def seed(registry_url: str, token: str) -> dict[str, int]:
                         "accepting": True, "new_patients_per_month": rng.randint(2, 10), "publics": publics,
                         "until": "2027-06-30"}).raise_for_status()
                     figures["mt_capacities"] += 1
+    return figures
+
+
+def _wait_for_effecteurs(client: httpx.Client, expected_at_least: int, timeout: float = 60.0) -> list[dict]:
+    """snp-dispatch learns the professionals from the registry's events: wait until its read model settles."""
+    deadline = time.monotonic() + timeout
+    found: list[dict] = []
+    while time.monotonic() < deadline:
+        found = client.get("/effecteurs", params={"cpts_id": DEMO_CPTS_ID, "sas_participant": True,
+                                                  "limit": 1000}).raise_for_status().json()
+        if len(found) >= expected_at_least:
+            time.sleep(1.0)
+            again = client.get("/effecteurs", params={"cpts_id": DEMO_CPTS_ID, "sas_participant": True,
+                                                      "limit": 1000}).raise_for_status().json()
+            if len(again) == len(found):
+                return again
+        time.sleep(0.5)
+    return found
+
+
+def seed_slots(snp_url: str, token: str, *, days: int = 7) -> dict[str, int]:
+    """Publish the SAS participants' unscheduled-care slots for the coming days through snp-dispatch's API.
+
+    Each participant keeps the same weekly pattern (seeded by their id); a day already published answers 409
+    and is left as it is, so running the demo again only adds the new days."""
+    figures = {"effecteurs": 0, "slots": 0}
+    today = datetime.now(PARIS).date()
+    with httpx.Client(base_url=snp_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        effecteurs = _wait_for_effecteurs(client, expected_at_least=1)
+        figures["effecteurs"] = len(effecteurs)
+        for effecteur in effecteurs:
+            if not effecteur["sites"]:
+                continue
+            rng = random.Random(effecteur["idnps"])
+            site_id = effecteur["sites"][0]["site_id"]
+            weekdays = set(rng.sample([1, 2, 3, 4, 5], 3)) | ({6} if rng.random() < 0.2 else set())
+            block = rng.choice([("08:30", "10:00"), ("11:00", "12:30"), ("14:00", "16:00"), ("17:00", "19:00")])
+            visibility = rng.choice([["SNP", "PRO"], ["SNP", "PRO", "CPTS"], ["SNP", "PRO", "PUBLIC"], ["CPTS"]])
+            service_type = "VR" if rng.random() < 0.1 else "AMB"
+            for offset in range(days):
+                day = today + timedelta(days=offset)
+                if day.isoweekday() not in weekdays:
+                    continue
+                start, end = ("09:00", "12:00") if day.isoweekday() == 6 else block
+                response = client.post("/slots/recurring", json={
+                    "idnps": effecteur["idnps"], "site_id": site_id, "weekdays": [day.isoweekday()],
+                    "start_time": start, "end_time": end, "slot_minutes": 15, "first_day": day.isoformat(),
+                    "weeks": 1, "service_type": service_type, "visibility": visibility})
+                if response.status_code == 201:
+                    figures["slots"] += response.json()["total"]
+                elif response.status_code not in (409, 422):  # 409: already published; 422: all in the past
+                    response.raise_for_status()
     return figures

@@ -118,13 +118,17 @@ def run_stack(*, var_dir: Path, seed: bool, ready_timeout: float = 60.0) -> int:
                      f"participants au SAS, {figures['mt_capacities']} médecins acceptant de nouveaux patients.")
             else:
                 _say(f"  {demo.DEMO_CPTS_NAME} déjà en place (données conservées).")
+            slots = demo.seed_slots(urls["snp-dispatch"], token)
+            _say(f"  Créneaux de soins non programmés publiés : {slots['slots']} nouveaux, pour "
+                 f"{slots['effecteurs']} effecteurs.")
 
         _say("\nPlateforme prête :")
         for name, url in urls.items():
             _say(f"  {name:<17} {url}   (API : {url}/docs)")
         _say(f"\nJournaux : {var_dir}/log/   Données : {var_dir}/")
-        _say("Jeton de démonstration : .venv/bin/cpts token --role coordinator --cpts "
+        _say("Jetons de démonstration : .venv/bin/cpts token --role coordinator --cpts "
              f"{demo.DEMO_CPTS_ID}")
+        _say(f"                          .venv/bin/cpts token --role regulator --departement {demo.DEMO_DEPARTEMENT}")
         _say("Arrêt : Ctrl-C\n")
 
         stop = {"now": False}

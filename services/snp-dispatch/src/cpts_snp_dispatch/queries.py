@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import col, func, select
@@ -16,6 +16,7 @@ from cpts_platform.auth import Principal, Role
 from cpts_snp_dispatch.api.schemas import Card, EnSusCandidate, SearchResult, SlotBrief, SlotPublic
 from cpts_snp_dispatch.domain.intake import day_group, radius_steps, search_window
 from cpts_snp_dispatch.domain.ranking import Candidate, enough_radius, rank
+from cpts_snp_dispatch.domain.slots import PARIS
 from cpts_snp_dispatch.handlers import LIVE_APPOINTMENT, week_bounds
 from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, ProfessionalView, SlotRow
 from cpts_snp_dispatch.settings import Settings
@@ -193,25 +194,30 @@ async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, 
                        ) -> dict[str, dict[str, list[SlotBrief]]]:
     if not ids:
         return {}
+    # Up to `per_day` slots per professional and Paris day: the day is a bucket computed in SQL from its bounds.
+    local_today = now.astimezone(PARIS).date()
+    tomorrow, after = (datetime.combine(local_today + timedelta(days=n), datetime.min.time(), PARIS)
+                       for n in (1, 2))
+    bucket = sa.case((SlotRow.start < tomorrow, 0), (SlotRow.start < after, 1), else_=2)
     numbered = (select(SlotRow.slot_id, SlotRow.idnps, SlotRow.start, SlotRow.end, SlotRow.service_type,
                        SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon,
-                       func.row_number().over(partition_by=SlotRow.idnps, order_by=SlotRow.start).label("n"))
+                       func.row_number().over(partition_by=(SlotRow.idnps, bucket), order_by=SlotRow.start)
+                       .label("n"))
                 .where(col(SlotRow.idnps).in_(ids), _free_now(now), SlotRow.start >= window[0],
                        SlotRow.start <= window[1], col(SlotRow.service_type).in_(types), visible)
                 .subquery())
     c = numbered.c
     rows = (await session.execute(
         sa.select(c.slot_id, c.idnps, c.start, c.end, c.service_type, c.appointment_type, c.site_id, c.lat, c.lon)
-        .where(c.n <= per_day * 3).order_by(c.idnps, c.start))).all()
+        .where(c.n <= per_day).order_by(c.idnps, c.start))).all()
     out: dict[str, dict[str, list[SlotBrief]]] = defaultdict(lambda: {"today": [], "tomorrow": [],
                                                                       "after_tomorrow": []})
     for slot_id, idnps, start, end, service_type, appointment_type, site_id, slat, slon in rows:
-        day = out[idnps][day_group(start, now)]
-        if len(day) < per_day:
-            distance = haversine_km(center[0], center[1], slat, slon) if slat is not None else None
-            day.append(SlotBrief(slot_id=slot_id, start=start, end=end, service_type=service_type,
-                                 bookable=appointment_type == "ROUTINE", site_id=site_id,
-                                 distance_km=round(distance, 1) if distance is not None else None))
+        distance = haversine_km(center[0], center[1], slat, slon) if slat is not None else None
+        out[idnps][day_group(start, now)].append(SlotBrief(
+            slot_id=slot_id, start=start, end=end, service_type=service_type,
+            bookable=appointment_type == "ROUTINE", site_id=site_id,
+            distance_km=round(distance, 1) if distance is not None else None))
     return out
 
 

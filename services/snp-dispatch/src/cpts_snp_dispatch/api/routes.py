@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Callable
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlmodel import select
 
 from cpts_geo import communes
 from cpts_platform import audit
@@ -405,6 +406,22 @@ async def outcome(appointment_id: str, body: OutcomeIn, principal: Booker, datab
 
 
 # --- Effecteurs (read model of the registry) ---------------------------------------------------------------
+
+
+@effecteurs.get("", response_model=list[EffecteurPublic],
+                summary="Les effecteurs connus (modèle de lecture du registre), par CPTS et participation au SAS.")
+async def list_effecteurs(_: Booker, session: ReadSessionDep,
+                          cpts_id: Annotated[str | None, Query(pattern=r"^\d{2}[0-9AB]\d{6}$")] = None,
+                          sas_participant: bool | None = None,
+                          limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+                          offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[EffecteurPublic]:
+    query = select(ProfessionalView).where(ProfessionalView.active).order_by(ProfessionalView.idnps)
+    if sas_participant is not None:
+        query = query.where(ProfessionalView.sas_participant == sas_participant)
+    rows = (await session.exec(query)).all()
+    if cpts_id is not None:
+        rows = [r for r in rows if cpts_id in r.cpts_ids]
+    return [EffecteurPublic.model_validate(r, from_attributes=True) for r in rows[offset:offset + limit]]
 
 
 @effecteurs.get("/{idnps}", response_model=EffecteurPublic,
