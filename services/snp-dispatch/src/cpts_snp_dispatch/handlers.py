@@ -306,7 +306,9 @@ async def book_slot(*, database: Database, by: str, slot_id: str, request_id: st
     try:
         async with database.transaction() as session:
             request = await _open_request(session, request_id, lock=True) if request_id else None
-            holder = SlotRow.hold_id == hold_id if hold_id else sa.false()
+            # The holder books with its hold id; a request that holds the slot may also book it without it.
+            holder = sa.or_(SlotRow.hold_id == hold_id if hold_id else sa.false(),
+                            SlotRow.hold_request_id == request_id if request_id else sa.false())
             result = await session.exec(sa.update(SlotRow).where(
                 SlotRow.slot_id == slot_id, _bookable(now),
                 sa.or_(SlotRow.held_until.is_(None), SlotRow.held_until <= now, holder))
