@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from cpts_platform.service import ServiceDefinition
+from cpts_snp_dispatch.api.fhir import router as fhir_router
 from cpts_snp_dispatch.api.routes import DOMAIN_PROBLEMS, router
 from cpts_snp_dispatch.consumers import SUBSCRIPTIONS
 from cpts_snp_dispatch.repository import metadata, tables
@@ -17,7 +18,7 @@ service = ServiceDefinition(
     metadata=metadata,
     tables=tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[router, fhir_router],
     subscriptions=SUBSCRIPTIONS,
     problems=DOMAIN_PROBLEMS,
 )
