@@ -262,7 +262,7 @@ def query_of(bundle: dict[str, Any]) -> str:
 
 
 def agen(site_id: str) -> dict[str, Any]:
-    return {"site_id": site_id, "commune_insee": "47001", "postcode": "47000"}
+    return {"site_id": site_id, "commune_insee": "47001", "postcode": "47000", "address": "1 PLACE DU MARCHE"}
 
 
 # The PS-indiv example: THOMAS at two sites, MARCEL at one; four slots (the WALKIN one without comment), each
@@ -305,11 +305,10 @@ PS_INDIV_GAPS = {
     # (urn:oid:1.1.111.1.111.1.1.1, https://editeur.com).
     *(f"value entry[{i}].resource.contained[0].identifier[0].system: {fm.PRACTICE_SITE_SYSTEM} != "
       "urn:oid:1.1.111.1.111.1.1.1" for i in (3, 6, 10)),
-    # The registry's events carry no street address nor phone of a practice site (`fm.site_location`): no
-    # `address.line` (required by FrLocationAgregateur), no PractitionerRole.telecom; the site's INSEE code
-    # comes instead (FrAddressInseeCode), which the profile allows.
-    *(f"{kind} entry[{i}].resource.contained[0].address.{element}" for i in (3, 6, 10)
-      for kind, element in (("missing", "line"), ("extra", "extension"))),
+    # The site's INSEE code comes with its address (FrAddressInseeCode), which the profile allows.
+    *(f"extra entry[{i}].resource.contained[0].address.extension" for i in (3, 6, 10)),
+    # A phone is the site's, as the RPPS gives it: the example's site has none for one role and one for the
+    # other; ours, without a phone in the test data, none for both.
     "missing entry[10].resource.telecom",
 }
 
@@ -337,13 +336,12 @@ CPTS_QUERY = (f"_include=Slot:schedule&_include:iterate=Schedule:actor&start=ge{
 CPTS_GAPS = {
     # A free-text service type is not held.
     "missing entry[0].resource.serviceType[2]",
-    # The practice site as in PS_INDIV_GAPS: our namespace, no street address nor phone. The example's
+    # The practice site as in PS_INDIV_GAPS: our namespace, its INSEE code. The example's
     # `organization` is the value 412345678912345 alone, which is no IDNST: we derive none from that site id.
     f"value entry[3].resource.contained[0].identifier[0].system: {fm.PRACTICE_SITE_SYSTEM} != "
     "https://editeur.com",
-    "missing entry[3].resource.contained[0].address.line",
     "extra entry[3].resource.contained[0].address.extension",
-    "missing entry[3].resource.organization", "missing entry[3].resource.telecom",
+    "missing entry[3].resource.organization",
     # The registry's events do not carry a CPTS's phone.
     "missing entry[5].resource.telecom",
 }
@@ -353,7 +351,8 @@ CPTS2_GAPS = (CPTS_GAPS - {"missing entry[0].resource.serviceType[2]"}) | {
 
 def cpts_bundle(cpts_ids: tuple[str, ...]) -> dict[str, Any]:
     foret = professional("810002909371", "Foret", "Pierre", "SM54", [
-        {"site_id": "412345678912345", "commune_insee": "31032", "postcode": "31840"}], cpts_ids)
+        {"site_id": "412345678912345", "commune_insee": "31032", "postcode": "31840",
+         "address": "25 CHEMIN DE MOUNESTIE", "phone": "+33561855977"}], cpts_ids)
     agenda = ScheduleRow(schedule_id="sched-1", idnps=foret.idnps, site_id="412345678912345", created_by="t",
                          created_at=NOW)
     return fm.slot_bundle(
@@ -477,7 +476,7 @@ def test_the_profile_check_accepts_the_official_examples():
 
 
 @needs_package
-def test_our_resources_meet_the_sas_profiles_but_for_the_street_address():
+def test_our_resources_meet_the_sas_profiles():
     resources = [e["resource"] for bundle in our_bundles() for e in bundle["entry"]] + our_bundles()
     claims = [claim for resource in resources for claim in profiled(resource)]
     assert {profile for profile, _ in claims} == {
@@ -485,8 +484,7 @@ def test_our_resources_meet_the_sas_profiles_but_for_the_street_address():
         fm.PRACTITIONER_ROLE_PROFILE, fm.LOCATION_PROFILE, fm.CPTS_BUNDLE_PROFILE, fm.CPTS_SLOT_PROFILE,
         fm.HEALTHCARE_SERVICE_PROFILE, fm.ORGANIZATION_PROFILE}
     for profile, resource in claims:
-        expected = ["Location.address.line: at least 1, found 0"] if profile == fm.LOCATION_PROFILE else []
-        assert profile_violations(resource, structure_definitions()[profile]) == expected, profile
+        assert profile_violations(resource, structure_definitions()[profile]) == [], profile
 
 
 # --- the running service answers the guide's query with such a Bundle ---------------------------------------

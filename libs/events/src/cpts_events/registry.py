@@ -63,6 +63,8 @@ class PracticeSite(EventPayload):
     lat: float | None = None
     lon: float | None = None
     practice_mode: str | None = Field(default=None, max_length=2, description="L libéral, S salarié, B bénévole.")
+    address: str | None = Field(default=None, max_length=300, description="Street address of the site.")
+    phone: str | None = Field(default=None, max_length=20, description="Phone of the site, for the SAS.")
 
 
 @event_type("fr.cpts.registry.professional.sites.changed.v1", topic=topics.REGISTRY, key="idnps",

@@ -229,8 +229,8 @@ def site_of(view: ProfessionalView, site_id: str) -> dict[str, Any]:
 
 def site_location(site: dict[str, Any], *, contained_id: str) -> dict[str, Any]:
     """A practice site as a `FrLocationAgregateur`: INTRN identifier in the registry's site namespace, name,
-    address (city from the INSEE code, postcode, INSEE code extension) and WGS84 position. The registry's
-    events carry no street address, so `address.line` (required by the profile) is missing."""
+    address (street line as the RPPS gives it, city from the INSEE code, postcode, INSEE code extension) and
+    WGS84 position."""
     location: dict[str, Any] = {
         "resourceType": "Location",
         "id": contained_id,
@@ -241,6 +241,8 @@ def site_location(site: dict[str, Any], *, contained_id: str) -> dict[str, Any]:
     if site.get("name"):
         location["name"] = site["name"]
     address: dict[str, Any] = {}
+    if site.get("address"):
+        address["line"] = [site["address"]]
     insee = site.get("commune_insee")
     if insee:
         address["extension"] = [{"url": INSEE_CODE_EXTENSION,
@@ -273,6 +275,8 @@ def practitioner_role(view: ProfessionalView, site: dict[str, Any]) -> dict[str,
         role["organization"] = {"identifier": {"type": _coding(V2_0203_INTEROPSANTE, "IDNST"),
                                                "system": IDNST_SYSTEM, "value": site_id}}
     role["location"] = [{"reference": f"#{contained_id}"}]
+    if site.get("phone"):
+        role["telecom"] = [{"system": "phone", "value": site["phone"]}]
     return role
 
 

@@ -27,7 +27,8 @@ GP_PROFESSION = "10"
 @dataclass(frozen=True)
 class Audience:
     """Which slots a caller may see (TRE_R314 codes): regulators SNP, PRO and PUBLIC; CPTS secretaries and
-    coordinators PUBLIC plus the CPTS slots of their CPTS's members; professionals PRO and PUBLIC."""
+    coordinators PUBLIC plus the CPTS slots of their CPTS's members; professionals PRO and PUBLIC, plus the CPTS
+    slots of the members of their own CPTS (see `audience_for`)."""
 
     levels: frozenset[str]
     cpts_ids: frozenset[str] = frozenset()
@@ -63,6 +64,16 @@ class Audience:
             return True
         return (bool(set(slot.visibility) & self.levels)
                 or (slot.vis_cpts and bool(self.cpts_ids & set(professional_cpts))))
+
+
+async def audience_for(session: AsyncSession, principal: Principal) -> Audience:
+    """The caller's audience; a professional's CPTS are the memberships the registry announced."""
+    audience = Audience.of(principal)
+    if principal.idnps and principal.has_role(Role.PROFESSIONAL) and not audience.everything:
+        own = await session.get(ProfessionalView, principal.idnps)
+        if own is not None and own.cpts_ids:
+            return Audience(audience.levels, audience.cpts_ids | frozenset(own.cpts_ids))
+    return audience
 
 
 async def cpts_members(session: AsyncSession, cpts_ids: frozenset[str]) -> list[str]:

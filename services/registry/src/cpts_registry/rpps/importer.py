@@ -154,9 +154,10 @@ class Professional:
         return tuple(getattr(self, name) for name in SNAPSHOT_FIELDS)
 
     def event_sites(self) -> list[tuple]:
-        """The sites as `PracticeSite` shows them: (site_id, name, commune, postcode, lat, lon, mode)."""
+        """The sites as `PracticeSite` shows them: (site_id, name, commune, postcode, lat, lon, mode, address,
+        phone)."""
         modes = {site_id: mode for site_id, mode, _ in self.activities}
-        return [(s.site_id, s.name, s.commune_insee, s.postcode, s.lat, s.lon, modes[s.site_id])
+        return [(s.site_id, s.name, s.commune_insee, s.postcode, s.lat, s.lon, modes[s.site_id], s.address, s.phone)
                 for s in self.sites]
 
 
@@ -412,7 +413,7 @@ def _sites_payload(p: Professional) -> ProfessionalSitesChanged:
     return ProfessionalSitesChanged.model_validate({
         "idnps": p.idnps,
         "sites": [{"site_id": s[0], "name": s[1], "commune_insee": s[2], "postcode": s[3], "lat": s[4],
-                   "lon": s[5], "practice_mode": s[6]} for s in p.event_sites()],
+                   "lon": s[5], "practice_mode": s[6], "address": s[7], "phone": s[8]} for s in p.event_sites()],
     })
 
 
@@ -531,7 +532,8 @@ class _Statements:
             p.idnps, p.content_hash, p.active, p.source, *[p[n] for n in SNAPSHOT_FIELDS],
         ).where(p.idnps.in_(ids))
         self.existing_sites = (
-            sa.select(a.idnps, a.site_id, s.name, s.commune_insee, s.postcode, s.lat, s.lon, a.practice_mode)
+            sa.select(a.idnps, a.site_id, s.name, s.commune_insee, s.postcode, s.lat, s.lon, a.practice_mode,
+                      s.address, s.phone)
             .select_from(activity_table.join(site_table, a.site_id == s.site_id))
             .where(a.idnps.in_(ids))
         )

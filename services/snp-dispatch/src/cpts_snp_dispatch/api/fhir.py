@@ -31,7 +31,7 @@ from cpts_snp_dispatch import fhir_mapping as fm
 from cpts_snp_dispatch import handlers
 from cpts_snp_dispatch.api.routes import manages_professional
 from cpts_snp_dispatch.domain.errors import DispatchError
-from cpts_snp_dispatch.queries import Audience
+from cpts_snp_dispatch.queries import audience_for
 from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow, SlotRow
 
 SlotReader = Annotated[Principal, Depends(require_roles(
@@ -133,7 +133,8 @@ async def _visible_slot(session: AsyncSession, principal: Principal, slot_id: st
     404 naming `element` otherwise."""
     row = await session.get(SlotRow, slot_id)
     professional = await session.get(ProfessionalView, row.idnps) if row else None
-    if row is None or professional is None or not (Audience.of(principal).sees(row, professional.cpts_ids)
+    audience = await audience_for(session, principal)
+    if row is None or professional is None or not (audience.sees(row, professional.cpts_ids)
                                                    or manages_professional(principal, professional)):
         raise fm.FhirError(404, f"Slot/{slot_id} is not known.", expression=element, code="not-found")
     return row, professional
@@ -168,8 +169,9 @@ async def search_slots(request: Request, principal: SlotReader, session: ReadSes
     query = fm.parse_slot_query(request.query_params.multi_items(), now=now)
     professionals = {p.idnps: p for p in await session.exec(select(ProfessionalView).where(
         col(ProfessionalView.idnps).in_(query.idnps), ProfessionalView.active))}
+    visible = await (await audience_for(session, principal)).condition(session)
     where = [col(SlotRow.idnps).in_(list(professionals)), _free(now), SlotRow.start >= query.start_from,
-             SlotRow.start <= query.start_to, await Audience.of(principal).condition(session)]
+             SlotRow.start <= query.start_to, visible]
     rows = list(await session.exec(select(SlotRow).where(*where).order_by(SlotRow.start, SlotRow.slot_id)
                                    .limit(query.count)))
     total = len(rows) if len(rows) < query.count else (

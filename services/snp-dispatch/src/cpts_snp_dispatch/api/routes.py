@@ -37,7 +37,6 @@ from cpts_snp_dispatch.api.schemas import (
 from cpts_snp_dispatch.domain.errors import DispatchError, InvalidIntake
 from cpts_snp_dispatch.domain.intake import check_birth_date, check_nir
 from cpts_snp_dispatch.domain.slots import PARIS, SlotSpec, WeeklyRecurrence
-from cpts_snp_dispatch.queries import Audience
 from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, ProfessionalView, SlotRow, get_professional
 
 slots = APIRouter(prefix="/slots", tags=["créneaux"])
@@ -205,7 +204,8 @@ async def release(slot_id: str, hold_id: str, _: Dispatcher, database: DatabaseD
 async def _visible_slot(session, principal: Principal, slot_id: str) -> SlotRow:
     slot = await session.get(SlotRow, slot_id)
     professional = await get_professional(session, slot.idnps) if slot else None
-    if slot is None or not (Audience.of(principal).sees(slot, professional.cpts_ids if professional else [])
+    audience = await queries.audience_for(session, principal)
+    if slot is None or not (audience.sees(slot, professional.cpts_ids if professional else [])
                             or (professional is not None and manages_professional(principal, professional))):
         raise ProblemError(404, f"No slot {slot_id}.", errors=[{"field": "slot_id", "in": "body",
                                                                 "message": "unknown slot"}])
@@ -318,9 +318,9 @@ async def candidates(request_id: str, principal: Dispatcher, session: ReadSessio
             raise ProblemError(422, "service_type must be AMB, HH or VR", errors=[
                 {"field": "service_type", "in": "query", "message": "must be AMB, HH or VR"}])
     request = await _request_for(session, database, principal, request_id, purpose="search")
-    return await queries.search(session, request=request, audience=Audience.of(principal),
-                                settings=runtime.settings, now=_now(), service_types=service_type, limit=limit,
-                                offset=offset)
+    audience = await queries.audience_for(session, principal)
+    return await queries.search(session, request=request, audience=audience, settings=runtime.settings, now=_now(),
+                                service_types=service_type, limit=limit, offset=offset)
 
 
 @care_requests.post("/{request_id}/close", response_model=CareRequestPublic,
