@@ -154,7 +154,7 @@ async def test_the_guides_query_for_one_practitioner_answers_a_bundle_shaped_lik
     assert slot["serviceType"] == [{"coding": [{"system": fm.ACT_CODE, "code": "AMB"}]}]
     assert slot["appointmentType"] == {"coding": [{"system": fm.APPOINTMENT_TYPE, "code": "ROUTINE"}]}
     assert slot["status"] == "free" and INSTANT.match(slot["start"]) and INSTANT.match(slot["end"])
-    assert slot["comment"] == f"http://service/rendez-vous?slot={first}"
+    assert slot["comment"] == f"http://127.0.0.1:8000/rendez-vous?creneau={first}"
     assert slot["schedule"] == {"reference": f"Schedule/{agenda['id']}"}
     assert agenda["actor"] == [{"reference": f"Practitioner/{MOREL}"},
                                {"reference": f"PractitionerRole/{MOREL}-S01"}]

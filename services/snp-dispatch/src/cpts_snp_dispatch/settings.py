@@ -19,3 +19,6 @@ class Settings(ServiceSettings):
         default=20.0, gt=0, description="Radius for a département missing from the SAS radii table.")
     search_default_step_km: float = Field(default=10.0, gt=0)
     search_first_slots_per_day: int = Field(default=3, ge=1, le=20, description="Free slots shown per card and day.")
+    booking_url_template: str = Field(
+        default="http://127.0.0.1:8000/rendez-vous?creneau={slot_id}",
+        description="Booking page of a slot in the web console, written in every FHIR Slot's comment.")

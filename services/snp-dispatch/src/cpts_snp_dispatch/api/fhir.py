@@ -111,9 +111,10 @@ def _url(request: Request, resource_type: str, id_: str) -> str:
 
 
 def _booking_url(request: Request, slot_id: str) -> str:
-    """Where a slot is booked, written in every Slot's `comment` (the ANS kit requires one on every slot).
-    Built on the URL the request reached, as the settings name no public URL of the booking front end."""
-    return f"{_root(request)}/rendez-vous?slot={quote(slot_id, safe='')}"
+    """Where a slot is booked, written in every Slot's `comment` (the ANS kit requires one on every slot): the
+    web console's booking page (setting `booking_url_template`)."""
+    template = request.app.state.runtime.settings.booking_url_template
+    return template.format(slot_id=quote(slot_id, safe=""))
 
 
 async def _body(request: Request) -> Any:
