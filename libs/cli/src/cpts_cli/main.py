@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from cpts_cli.matching import matching_app
 from cpts_platform.auth import LocalIssuer, Role
 
 app = typer.Typer(help="Plateforme CPTS : services, pile locale, jetons, migrations, reprise.",
@@ -277,6 +278,8 @@ def registry_generate_demo(
     stats = generate_demo(out, rows=rows, departements=departements, seed=seed, encoding=encoding)
     typer.echo(f"{stats.path}: {stats.rows:,} rows, {stats.professionals:,} professionals, "
                f"{stats.sites:,} sites")
+
+app.add_typer(matching_app, name="matching")
 
 if __name__ == "__main__":
     app()

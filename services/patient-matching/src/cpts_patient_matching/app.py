@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from cpts_patient_matching.api.routes import router
+from cpts_patient_matching.api.routes import DOMAIN_PROBLEMS, router
 from cpts_patient_matching.consumers import SUBSCRIPTIONS
 from cpts_patient_matching.repository import metadata, tables
 from cpts_patient_matching.settings import Settings
@@ -19,4 +19,5 @@ service = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     subscriptions=SUBSCRIPTIONS,
+    problems=DOMAIN_PROBLEMS,
 )

@@ -4,9 +4,10 @@ Problem
 -------
 Every waiting patient (`Patient`) may receive at most one GP (`Gp`); a GP receives at most its declared
 `capacity` of new patients. A patient may only go to a GP who is within the patient's `max_distance_km`
-(great-circle distance, `cpts_geo.haversine_km`), who takes children if the patient is a child, who does home
-visits if the patient needs them, and who is not in the patient's `excluded_gps`. Among the assignments that
-respect these hard constraints the round picks the best one for this lexicographic objective (`Objective`):
+(great-circle distance, `cpts_geo.haversine_km`), who takes children if the patient is a child (adults if an
+adult: `Gp.takes_adults`), who does home visits if the patient needs them, and who is not in the patient's
+`excluded_gps`. Among the assignments that respect these hard constraints the round picks the best one for
+this lexicographic objective (`Objective`):
 
 1. maximise ``weighted_served``, the sum of the priority weights of the patients served;
 2. then minimise ``total_distance_units``, the sum of the patient-GP distances, each rounded half up to a
@@ -127,7 +128,10 @@ class Patient:
 
 @dataclass(frozen=True, slots=True)
 class Gp:
-    """A GP who declared `capacity` new patients for this round, practising at (`lat`, `lon`)."""
+    """A GP who declared `capacity` new patients for this round, practising at (`lat`, `lon`).
+
+    `takes_adults` is False for a GP who only takes children (the publics a GP declares in the registry).
+    """
 
     id: str
     capacity: int
@@ -135,6 +139,7 @@ class Gp:
     lon: float
     takes_children: bool
     does_home_visits: bool
+    takes_adults: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity < 0:
@@ -189,6 +194,8 @@ def violation(patient: Patient, gp: Gp) -> str | None:
         return "distance"
     if patient.is_child and not gp.takes_children:
         return "child"
+    if not patient.is_child and not gp.takes_adults:
+        return "adult"
     if patient.needs_home_visit and not gp.does_home_visits:
         return "home visit"
     if gp.id in patient.excluded_gps:
@@ -200,7 +207,7 @@ def evaluate(patients: Sequence[Patient], gps: Sequence[Gp], assignments: Mappin
     """The objective of `assignments`, after checking every hard constraint.
 
     Raises ValueError naming the violated constraint ("unknown patient", "unknown GP", "distance", "child",
-    "home visit", "exclusion", "capacity").
+    "adult", "home visit", "exclusion", "capacity").
     """
     patient_by_id = _by_id(patients, "patient")
     gp_by_id = _by_id(gps, "GP")
@@ -327,7 +334,8 @@ def _profile(patient: Patient) -> Profile:
 
 def _accepts(gp: Gp, profile: Profile) -> bool:
     is_child, needs_home_visit = profile
-    return (gp.takes_children or not is_child) and (gp.does_home_visits or not needs_home_visit)
+    return ((gp.takes_children if is_child else gp.takes_adults)
+            and (gp.does_home_visits or not needs_home_visit))
 
 
 def _excluded_reachable(patient: Patient, gp: Gp | None) -> bool:
