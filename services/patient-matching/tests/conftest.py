@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from cpts_patient_matching.app import service
-from cpts_patient_matching.domain.intake import nir_key
+from cpts_platform.identifiers import nir_key
 from cpts_patient_matching.repository import GpView
 from cpts_platform.auth import LocalIssuer
 from cpts_platform.testing import running_service, settings_for

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cpts_cli.main import app as cli
 from cpts_patient_matching.app import service
-from cpts_patient_matching.domain.intake import nir_key
+from cpts_platform.identifiers import nir_key
 from cpts_patient_matching.domain.priority import PriorityWeights
 from cpts_patient_matching.importer import ImportFileError, import_patients
 from cpts_platform.db import Database

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
-
 from cpts_patient_matching.domain import lifecycle as lc
 from cpts_patient_matching.domain.assignment import Gp, Patient, solve_round, violation
 from cpts_patient_matching.domain.errors import InvalidPatient, InvalidTransition
@@ -24,9 +23,9 @@ from cpts_patient_matching.domain.intake import (
     check_birth_date,
     check_commune,
     check_nir,
-    nir_key,
 )
 from cpts_patient_matching.domain.priority import PriorityFacts, PriorityWeights, Ranked, compare, priority
+from cpts_platform.identifiers import nir_key
 
 TODAY = date(2026, 11, 24)
 

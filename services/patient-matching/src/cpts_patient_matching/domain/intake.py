@@ -1,20 +1,16 @@
-"""Checks of the patient data taken at enrolment: NIR key, birth date, commune, and the age rules.
-
-`check_nir` and `nir_key` are the same rule as snp-dispatch's intake (services never import each other): they
-are meant to move to a shared library.
-"""
+"""Checks of the patient data taken at enrolment: NIR key (`cpts_platform.identifiers`), birth date, commune,
+and the age rules."""
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from cpts_geo import Commune, communes
+from cpts_platform.identifiers import nir_problem
 from cpts_patient_matching.domain.errors import InvalidPatient
 
 PARIS = ZoneInfo("Europe/Paris")
-NIR_PATTERN = re.compile(r"^[12378]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
 CHILD_UNDER_YEARS = 16
 """Under 16 a patient is a child (the médecin traitant of a child, and the GP's `children` public)."""
 SENIOR_FROM_YEARS = 70
@@ -28,20 +24,10 @@ def paris_today(now: datetime) -> date:
 
 
 def check_nir(nir: str, *, field: str = "ins_nir") -> None:
-    """A NIR of 15 characters whose key is 97 - (first 13 digits mod 97), Corsica's 2A / 2B read as 19 / 18.
-
-    The value is never echoed in the error (it identifies the patient)."""
-    if not NIR_PATTERN.fullmatch(nir):
-        raise InvalidPatient("NIR must be 15 characters: 13 digits (2A/2B allowed for Corsica) and a 2-digit "
-                             "key", field=field)
-    if nir_key(nir[:13]) != nir[13:]:
-        raise InvalidPatient("NIR key does not match", field=field)
-
-
-def nir_key(first13: str) -> str:
-    """The 2-digit key of a NIR's first 13 characters (2A and 2B only occur as the département)."""
-    body = first13.replace("2A", "19").replace("2B", "18")
-    return f"{97 - int(body) % 97:02d}"
+    """The NIR of a qualified INS identity, its key checked; the value is never echoed in the error."""
+    problem = nir_problem(nir)
+    if problem is not None:
+        raise InvalidPatient(problem, field=field)
 
 
 def check_birth_date(birth_date: date, today: date, *, field: str = "birth_date") -> None:

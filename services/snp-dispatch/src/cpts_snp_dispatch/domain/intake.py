@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time, timedelta
 
+from cpts_platform.identifiers import nir_problem
 from cpts_snp_dispatch.domain.errors import InvalidIntake
 from cpts_snp_dispatch.domain.slots import PARIS
 
-NIR_PATTERN = re.compile(r"^[12378]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
-
 
 def check_nir(nir: str) -> None:
-    """A NIR of 15 characters whose key is 97 - (first 13 digits mod 97), Corsica's 2A / 2B read as 19 / 18."""
-    if not NIR_PATTERN.fullmatch(nir):
-        raise InvalidIntake("NIR must be 15 characters: 13 digits (2A/2B allowed for Corsica) and a 2-digit key",
-                            field="patient.ins_nir")
-    if nir_key(nir[:13]) != nir[13:]:
-        raise InvalidIntake("NIR key does not match", field="patient.ins_nir")
-
-
-def nir_key(first13: str) -> str:
-    """The 2-digit key of a NIR's first 13 characters (2A and 2B only occur as the département)."""
-    body = first13.replace("2A", "19").replace("2B", "18")
-    return f"{97 - int(body) % 97:02d}"
+    """The NIR of a qualified INS identity, its key checked (`cpts_platform.identifiers`)."""
+    problem = nir_problem(nir)
+    if problem is not None:
+        raise InvalidIntake(problem, field="patient.ins_nir")
 
 
 def check_birth_date(birth_date: date, today: date) -> None:
