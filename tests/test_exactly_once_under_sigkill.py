@@ -79,7 +79,14 @@ def test_consumers_killed_mid_stream_apply_every_event_exactly_once(stack):
     views = wait_for(lambda: asyncio.run(scalar(dispatch_db, "SELECT count(*) FROM professional_view")),
                      lambda n: n == EVENTS, timeout=60)
     assert views == EVENTS
-    assert asyncio.run(scalar(dispatch_db, "SELECT count(*) FROM processed_event")) == EVENTS
-    assert asyncio.run(scalar(stack.database_urls["indicators"], "SELECT count(*) FROM processed_event")) == EVENTS
+    # Every registration once, plus the CPTS's registration (snp-dispatch keeps the CPTS territories too).
+    assert asyncio.run(scalar(dispatch_db, "SELECT count(*) FROM processed_event")) == EVENTS + 1
+    indicators_db = stack.database_urls["indicators"]
+    assert asyncio.run(scalar(indicators_db, "SELECT count(*) FROM processed_event "
+                                             "WHERE consumer_group LIKE '%indicators.registry'")) == EVENTS
+    facts = wait_for(lambda: asyncio.run(scalar(indicators_db, "SELECT count(*) FROM processed_event "
+                                                               "WHERE consumer_group LIKE '%indicators.facts'")),
+                     lambda n: n == EVENTS + 1, timeout=60)
+    assert facts == EVENTS + 1
     assert asyncio.run(scalar(stack.database_urls["registry"],
                               "SELECT count(*) FROM outbox_event WHERE published_at IS NULL")) == 0

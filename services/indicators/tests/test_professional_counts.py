@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cpts_events import encode, new_event
-from cpts_events.registry import ProfessionalRegistered
+from cpts_events.registry import CptsRegistered, ProfessionalRegistered
 from cpts_indicators.app import service
 from cpts_platform.auth import LocalIssuer
 from cpts_platform.testing import eventually, running_service, settings_for
@@ -15,18 +15,24 @@ async def test_each_registration_counts_once_per_cpts_even_when_delivered_twice(
                             topic_prefix=topic_prefix, var_dir=tmp_path / "var")
     records = [
         encode(new_event(ProfessionalRegistered(idnps=f"81010000000{i}", family_name="A", given_name="B",
-                                                profession_code="10", cpts_ids=cpts), source="/cpts/registry"))
+                                                profession_code="10", cpts_ids=cpts),
+                         source="/cpts/registry"))
         for i, cpts in enumerate([["690049999"], ["690049999", "010000001"], ["690049999"]])
     ]
-    token = LocalIssuer(tmp_path / "var" / "local-issuer").mint(subject="t", roles=["ars"])
+    territories = [CptsRegistered(cpts_id=cpts_id, name=f"CPTS {cpts_id}", stage="aci_signed",
+                                  communes=[commune], population=50000, size_band=2,
+                                  departements=[commune[:2]])
+                   for cpts_id, commune in (("690049999", "69259"), ("010000001", "01053"))]
+    token = LocalIssuer(tmp_path / "var" / "local-issuer").mint(subject="t", roles=["ars"],
+                                                                departements=["69", "01"])
     headers = {"Authorization": f"Bearer {token}"}
     async with running_service(service, settings) as client:
-        await publish(*records, *records[:2])
+        await publish(*territories, *records, *records[:2])
 
         async def counts():
             a = (await client.get("/indicators/cpts/690049999/professionals", headers=headers)).json()
             b = (await client.get("/indicators/cpts/010000001/professionals", headers=headers)).json()
-            return (a["professionals"], b["professionals"]) == (3, 1) and (a, b)
+            return (a.get("professionals"), b.get("professionals")) == (3, 1) and (a, b)
 
         a, b = await eventually(counts)
         consumed = (await client.get("/metrics")).text

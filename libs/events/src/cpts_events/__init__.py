@@ -15,6 +15,7 @@ from cpts_events.envelope import (
 # Importing the payload modules registers their event types in the catalogue.
 from cpts_events import registry as registry  # noqa: E402
 from cpts_events import snp_dispatch as snp_dispatch  # noqa: E402
+from cpts_events import indicators as indicators  # noqa: E402
 from cpts_events import patient_matching as patient_matching  # noqa: E402
 
 __all__ = [

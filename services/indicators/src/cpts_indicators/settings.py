@@ -1,7 +1,10 @@
 """Settings of the indicators service (environment: `CPTS_INDICATORS_*`, then `CPTS_*`)."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from cpts_indicators.domain.masking import DEFAULT_THRESHOLD
+from cpts_indicators.domain.periods import PeriodKind
 from cpts_platform.settings import ServiceSettings
 
 
@@ -10,3 +13,29 @@ class Settings(ServiceSettings):
 
     service_name: str = "indicators"
     http_port: int = 8004
+    small_cell_threshold: int = Field(
+        default=DEFAULT_THRESHOLD, ge=1, le=100,
+        description="Counts from 1 to this value minus one are masked in every output (CNAM practice: "
+                    "under 6).")
+    snapshot_periods: list[PeriodKind] = Field(
+        default_factory=lambda: [PeriodKind.MONTH],
+        description="Periods whose snapshots are sent on the `indicators` topic when an event changes them.")
+    max_periods_per_request: int = Field(default=400, ge=1, le=5000,
+                                         description="Most periods a series or an export may cover.")
+
+
+_current: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Make these the settings of the event handlers of this process (which receive only the event)."""
+    global _current
+    _current = settings
+
+
+def current_settings() -> Settings:
+    """The settings the running service configured, or those of the environment (CLI, tools)."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current

@@ -1,0 +1,275 @@
+"""Snapshots for the ARS: the indicators of a CPTS and period sent on the `indicators` topic when they change.
+
+The consumer records the new facts of a transaction in the session; just before it commits, the periods those
+facts change are recomputed, once per CPTS and period however many events the batch held, and a snapshot is
+written to the outbox (same transaction) when its published, masked content differs from the last one sent.
+
+Which periods a fact changes: the periods of its event time and ref time; for a fact read as a stock
+(memberships, professions, SAS participation, territory), every period from its own to the current one and
+any later one already sent; for a fact about a professional, in each CPTS they have been a member of; and
+the periods of the earlier facts of the same entity (a later state can move it from one period to another).
+
+Concurrent transactions (several instances) lock the snapshot rows of their CPTS and periods, in key order,
+before computing: the last to commit computes after the others committed, so the last snapshot sent always
+includes every fact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cpts_events import encode, new_event
+from cpts_events.indicators import (
+    IndicatorBreakdown,
+    IndicatorBreakdownCell,
+    IndicatorSnapshot,
+    IndicatorValue,
+)
+from cpts_events.registry import MembershipChanged, ProfessionalRegistered
+from cpts_indicators.domain.catalogue import Catalogue, catalogue
+from cpts_indicators.domain.facts import PROFESSIONAL_SCOPE, Fact
+from cpts_indicators.domain.masking import PublishedValue, publish
+from cpts_indicators.domain.periods import Period, PeriodKind, parse_period, period_of, periods_from
+from cpts_indicators.queries import evaluate
+from cpts_indicators.repository import facts_table, snapshots_table, tables
+from cpts_indicators.settings import current_settings
+from cpts_platform.consumer import is_transient
+from cpts_platform.db import upsert
+from cpts_platform.logging import get_logger
+
+log = get_logger(__name__)
+
+SOURCE = "/cpts/indicators"
+PENDING_FACTS = "indicators.pending_facts"
+MEMBERSHIP_EVENTS = (ProfessionalRegistered.__event_type__, MembershipChanged.__event_type__)
+
+Target = tuple[str, PeriodKind, Period]
+
+
+def track_new_facts(session: AsyncSession, facts: list[Fact]) -> None:
+    """Remember facts written in this transaction; their snapshots are computed once, before it commits."""
+    pending = session.info.get(PENDING_FACTS)
+    if pending is None:
+        pending = session.info[PENDING_FACTS] = []
+        sa.event.listen(session.sync_session, "before_commit", _before_commit, once=True)
+    pending.extend(facts)
+
+
+def _before_commit(session: Session) -> None:
+    facts = session.info.pop(PENDING_FACTS, [])
+    if not facts:
+        return
+    settings = current_settings()
+    try:
+        with session.begin_nested():
+            refresh_snapshots(session, changed_periods(session, facts, kinds=settings.snapshot_periods),
+                              threshold=settings.small_cell_threshold,
+                              event_types={fact.event_type for fact in facts})
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # The facts still commit (the values served are right); `POST /indicators/snapshots/rebuild` resends.
+        log.error("indicator_snapshots_failed", error_type=type(exc).__name__, facts=len(facts))
+
+
+def _member_cpts(session: Session, subjects: set[str]) -> dict[str, set[str]]:
+    """The CPTS each professional is or has been a member of, from the membership facts."""
+    f = facts_table
+    out: dict[str, set[str]] = defaultdict(set)
+    for chunk in _chunks(sorted(subjects)):
+        for cpts_id, subject in session.execute(
+                sa.select(f.c.cpts_id, f.c.subject).distinct().where(
+                    f.c.subject.in_(chunk), f.c.event_type.in_(MEMBERSHIP_EVENTS),
+                    f.c.cpts_id != PROFESSIONAL_SCOPE)):
+            out[subject].add(cpts_id)
+    return out
+
+
+def _earlier_times(session: Session, facts: list[Fact]) -> dict[tuple[str, str], list[datetime]]:
+    """The event and ref times of the facts already held about the same entities of the same CPTS."""
+    f = facts_table
+    pairs = sorted({(fact.cpts_id, fact.entity) for fact in facts
+                    if fact.entity is not None and fact.cpts_id != PROFESSIONAL_SCOPE})
+    out: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for chunk in _chunks(pairs):
+        rows = session.execute(sa.select(f.c.cpts_id, f.c.entity, f.c.event_time, f.c.ref_time)
+                               .where(sa.tuple_(f.c.cpts_id, f.c.entity).in_(chunk)))
+        for cpts_id, entity, event_time, ref_time in rows:
+            out[(cpts_id, entity)] += [t for t in (event_time, ref_time) if t is not None]
+    return out
+
+
+def _sent_periods(session: Session, cpts_ids: set[str], kinds: Iterable[PeriodKind]
+                  ) -> dict[tuple[str, str], list[str]]:
+    s = snapshots_table
+    out: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for chunk in _chunks(sorted(cpts_ids)):
+        for cpts_id, period, key in session.execute(sa.select(s.c.cpts_id, s.c.period, s.c.period_key).where(
+                s.c.cpts_id.in_(chunk), s.c.period.in_([k.value for k in kinds]))):
+            out[(cpts_id, period)].append(key)
+    return out
+
+
+def _chunks(items: list, size: int = 500) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def changed_periods(session: Session, facts: list[Fact], *, kinds: Iterable[PeriodKind],
+                    now: datetime | None = None, definitions: Catalogue | None = None) -> set[Target]:
+    """The (CPTS, period) whose values the new facts may change, for the period kinds sent as snapshots."""
+    kinds = list(kinds)
+    now = now or datetime.now(UTC)
+    stocks = (definitions or catalogue()).stock_event_types()
+    about_professionals = {f.subject for f in facts if f.cpts_id == PROFESSIONAL_SCOPE and f.subject}
+    members = _member_cpts(session, about_professionals)
+    earlier = _earlier_times(session, facts)
+    moments: dict[str, list[datetime]] = defaultdict(list)
+    stock_moments: dict[str, list[datetime]] = defaultdict(list)
+    for fact in facts:
+        cpts_ids = (members.get(fact.subject or "", set()) if fact.cpts_id == PROFESSIONAL_SCOPE
+                    else {fact.cpts_id})
+        for cpts_id in cpts_ids:
+            if fact.event_type in stocks:
+                stock_moments[cpts_id].append(fact.event_time)
+            moments[cpts_id] += [t for t in (fact.event_time, fact.ref_time) if t is not None]
+            moments[cpts_id] += earlier.get((cpts_id, fact.entity or ""), [])
+    targets: set[Target] = set()
+    for cpts_id, times in moments.items():
+        for kind in kinds:
+            targets.update((cpts_id, kind, period_of(kind, t)) for t in times)
+    sent = _sent_periods(session, set(stock_moments), kinds)
+    for cpts_id, times in stock_moments.items():
+        since = min(times)
+        for kind in kinds:
+            targets.update((cpts_id, kind, p) for p in periods_from(kind, since, now))
+            later = (parse_period(kind, key) for key in sent.get((cpts_id, kind.value), []))
+            targets.update((cpts_id, kind, p) for p in later if p.end > since)
+    return targets
+
+
+def indicator_values(values: list[PublishedValue]) -> dict[str, IndicatorValue]:
+    """The published values as the snapshot carries them, by indicator id."""
+    return {v.definition.id: IndicatorValue(
+        indicator_id=v.definition.id, version=v.definition.version, unit=v.definition.unit,
+        value=v.total.value, masked=v.total.masked, last_event_time=v.total.last_event_time,
+        breakdowns=[IndicatorBreakdown(attribute=name, cells=[
+            IndicatorBreakdownCell(category=category, value=cell.value, masked=cell.masked,
+                                   last_event_time=cell.last_event_time)
+            for category, cell in sorted(cells.items())]) for name, cells in v.breakdowns.items()])
+        for v in values}
+
+
+def snapshot_payload(cpts_id: str, period: Period, indicators: list[IndicatorValue], *, threshold: int,
+                     sequence: int, computed_at: datetime, definitions: Catalogue, final: bool = False
+                     ) -> IndicatorSnapshot:
+    return IndicatorSnapshot(
+        cpts_id=cpts_id, period=period.kind.value, period_key=period.key, period_start=period.start,
+        period_end=period.end, final=final, sequence=sequence, catalogue_version=definitions.version,
+        small_cell_threshold=threshold, computed_at=computed_at, indicators=indicators)
+
+
+def _content(payload: IndicatorSnapshot) -> tuple[dict[str, Any], str]:
+    """What is compared between two snapshots (not their sequence nor when computed), and its digest."""
+    content = payload.model_dump(mode="json", exclude={"sequence", "computed_at"})
+    return content, hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _lock(session: Session, targets: list[Target]) -> dict[tuple[str, str, str], Any]:
+    s = snapshots_table
+    rows = [{"cpts_id": c, "period": k.value, "period_key": p.key, "period_start": p.start, "sequence": 0,
+             "final": False} for c, k, p in targets]
+    for chunk in _chunks(rows):
+        session.execute(upsert(session.get_bind().dialect.name, s).on_conflict_do_nothing(
+            index_elements=[s.c.cpts_id, s.c.period, s.c.period_key]), chunk)
+    out = {}
+    # One at a time, in key order: two transactions never wait on each other in a cycle.
+    for c, k, p in targets:
+        row = session.execute(sa.select(s.c.sequence, s.c.digest, s.c.content).where(
+            s.c.cpts_id == c, s.c.period == k.value, s.c.period_key == p.key).with_for_update()).one()
+        out[(c, k.value, p.key)] = row
+    return out
+
+
+def _reusable(content: dict[str, Any] | None, definitions: Catalogue, threshold: int
+              ) -> dict[str, IndicatorValue] | None:
+    """The values of the last snapshot sent, if computed with this catalogue, its versions and threshold."""
+    if not content or content.get("catalogue_version") != definitions.version \
+            or content.get("small_cell_threshold") != threshold:
+        return None
+    sent = {i["indicator_id"]: i for i in content.get("indicators", [])}
+    if any(sent.get(d.id, {}).get("version") != d.version for d in definitions.indicators):
+        return None
+    return {indicator_id: IndicatorValue.model_validate(value) for indicator_id, value in sent.items()}
+
+
+def refresh_snapshots(session: Session, targets: Iterable[Target], *, threshold: int,
+                      definitions: Catalogue | None = None, now: datetime | None = None,
+                      event_types: set[str] | None = None) -> int:
+    """Recompute the snapshots of `targets` and send (through the outbox) those whose content changed.
+
+    With `event_types` (those of the new facts), only the indicators reading them are recomputed; the others
+    are taken from the last snapshot sent, which no fact of theirs has changed since."""
+    definitions = definitions or catalogue()
+    ordered = sorted(targets, key=lambda t: (t[0], t[1].value, t[2].first_day))
+    if not ordered:
+        return 0
+    now = now or datetime.now(UTC)
+    current = _lock(session, ordered)
+    groups: dict[tuple[str, PeriodKind], list[Period]] = defaultdict(list)
+    for cpts_id, kind, period in ordered:
+        groups[(cpts_id, kind)].append(period)
+    affected = sorted(definitions.reading(event_types)) if event_types is not None else None
+    events = []
+    s = snapshots_table
+    for (cpts_id, kind), periods in groups.items():
+        previous = {p.key: _reusable(current[(cpts_id, kind.value, p.key)].content, definitions, threshold)
+                    for p in periods}
+        partial = [p for p in periods if affected is not None and previous[p.key] is not None]
+        full = [p for p in periods if p not in partial]
+        raw = evaluate(session, definitions, cpts_id, full) if full else {}
+        if partial and affected:
+            raw |= evaluate(session, definitions, cpts_id, partial, affected)
+        for period in periods:
+            row = current[(cpts_id, kind.value, period.key)]
+            ids = affected if period in partial else None
+            fresh = indicator_values(publish(definitions, period, raw.get(period.key, {}),
+                                             threshold=threshold, ids=ids)) if ids != [] else {}
+            kept = previous[period.key] or {}
+            indicators = [fresh[d.id] if d.id in fresh else kept[d.id] for d in definitions.indicators]
+            payload = snapshot_payload(cpts_id, period, indicators, threshold=threshold,
+                                       sequence=row.sequence + 1, computed_at=now, definitions=definitions)
+            content, digest = _content(payload)
+            if digest == row.digest:
+                continue
+            session.execute(sa.update(s).where(s.c.cpts_id == cpts_id, s.c.period == kind.value,
+                                               s.c.period_key == period.key)
+                            .values(sequence=row.sequence + 1, digest=digest, content=content,
+                                    emitted_at=now))
+            subject = f"cpts/{cpts_id}/{kind.value}/{period.key}"
+            events.append(new_event(payload, source=SOURCE, subject=subject))
+    _write_outbox(session, events)
+    return len(events)
+
+
+def _write_outbox(session: Session, events: list) -> None:
+    """Outbox rows of `events` as `cpts_platform.outbox.add_events` writes them, from synchronous code."""
+    if not events:
+        return
+    now = datetime.now(UTC)
+    rows = []
+    for event in events:
+        record = encode(event)
+        rows.append({"event_id": event.id, "event_type": event.type, "topic": record.topic, "key": record.key,
+                     "value": record.value, "headers": [[n, v.decode()] for n, v in record.headers],
+                     "created_at": now})
+    session.execute(sa.insert(tables.outbox), rows)
+    session.info["outbox_written"] = True
