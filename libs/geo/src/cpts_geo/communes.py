@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import unicodedata
@@ -69,6 +70,8 @@ class CommuneDirectory:
             for postcode in c.postcodes:
                 self._by_postcode.setdefault(postcode, []).append(c)
         self._folded = sorted((fold(c.name), c.insee) for c in items)
+        self._by_lat = sorted((c for c in items if c.lat is not None), key=lambda c: c.lat)
+        self._lats = [c.lat for c in self._by_lat]
 
     def __len__(self) -> int:
         return len(self._by_insee)
@@ -81,10 +84,11 @@ class CommuneDirectory:
 
     def within(self, lat: float, lon: float, radius_km: float) -> list[Commune]:
         """Communes whose point lies within `radius_km` (great-circle) of (lat, lon)."""
-        # A degree of latitude is ~111 km: a cheap band test before the exact distance.
+        # A degree of latitude is ~111 km: only the communes of the latitude band (found by bisection) get the
+        # exact distance.
         band = radius_km / 111.0 + 0.01
-        return [c for c in self._by_insee.values() if c.lat is not None and abs(c.lat - lat) <= band
-                and haversine_km(lat, lon, c.lat, c.lon) <= radius_km]
+        low, high = bisect.bisect_left(self._lats, lat - band), bisect.bisect_right(self._lats, lat + band)
+        return [c for c in self._by_lat[low:high] if haversine_km(lat, lon, c.lat, c.lon) <= radius_km]
 
     def get(self, insee: str) -> Commune | None:
         return self._by_insee.get(insee)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any, Callable, Mapping
 
+import sqlalchemy.exc as sa_exc
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
@@ -107,6 +108,16 @@ def install_problem_handlers(app: FastAPI, *, echo_invalid_values: bool = False,
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail) if exc.detail else None, request=request,
                                 headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    @app.exception_handler(sa_exc.OperationalError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # No connection free in time, the database away or locked: say so at once and let the client retry,
+        # rather than hang or answer 500.
+        log.warning("database_unavailable", route=request.scope.get("route") and request.scope["route"].path,
+                    error_type=type(exc).__name__)
+        return problem_response(503, "The database is busy or unavailable; retry in a moment.", request=request,
+                                headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

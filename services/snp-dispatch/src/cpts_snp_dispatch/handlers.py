@@ -37,6 +37,7 @@ from cpts_events.snp_dispatch import (
 from cpts_geo import communes
 from cpts_platform.db import Database
 from cpts_platform.outbox import add_events
+from cpts_snp_dispatch.domain.cells import cell_of
 from cpts_snp_dispatch.domain.errors import (
     EnSusCapReached,
     InvalidSlot,
@@ -113,12 +114,13 @@ async def publish_slots(*, database: Database, by: str, specs: list[SlotSpec], n
                     schedules[spec.site_id] = await ensure_schedule(session, idnps=idnps, site_id=spec.site_id, by=by,
                                                                     now=now)
                 commune = communes().get(site.get("commune_insee") or "")
+                lat = site.get("lat") if site.get("lat") is not None else (commune.lat if commune else None)
+                lon = site.get("lon") if site.get("lon") is not None else (commune.lon if commune else None)
                 row = SlotRow(
                     slot_id=spec.slot_id or str(uuid.uuid4()), idnps=idnps, site_id=spec.site_id,
                     schedule_id=schedules[spec.site_id].schedule_id, commune_insee=site.get("commune_insee"),
                     departement=commune.departement if commune else None,
-                    lat=site.get("lat") if site.get("lat") is not None else (commune.lat if commune else None),
-                    lon=site.get("lon") if site.get("lon") is not None else (commune.lon if commune else None),
+                    lat=lat, lon=lon, geo_cell=cell_of(lat, lon) if lat is not None and lon is not None else None,
                     start=spec.start.astimezone(UTC), end=spec.end.astimezone(UTC), service_type=spec.service_type,
                     vis_public="PUBLIC" in spec.visibility, vis_pro="PRO" in spec.visibility,
                     vis_snp="SNP" in spec.visibility, vis_cpts="CPTS" in spec.visibility,

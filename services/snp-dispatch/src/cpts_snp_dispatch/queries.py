@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import col, func, select
@@ -14,9 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from cpts_geo import communes, haversine_km, sas_radii
 from cpts_platform.auth import Principal, Role
 from cpts_snp_dispatch.api.schemas import Card, EnSusCandidate, SearchResult, SlotBrief, SlotPublic
+from cpts_snp_dispatch.domain.cells import cells_around
 from cpts_snp_dispatch.domain.intake import day_group, radius_steps, search_window
-from cpts_snp_dispatch.domain.ranking import Candidate, enough_radius, rank
-from cpts_snp_dispatch.domain.slots import PARIS
+from cpts_snp_dispatch.domain.ranking import Candidate, rank
 from cpts_snp_dispatch.handlers import LIVE_APPOINTMENT, week_bounds
 from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, ProfessionalView, SlotRow
 from cpts_snp_dispatch.settings import Settings
@@ -132,37 +131,33 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
                          settings.search_max_radius_km)
     max_radius = radii[-1]
     lat, lon = request.lat, request.lon
-    dlat = max_radius / 111.0
-    dlon = max_radius / (111.0 * max(0.1, abs(math.cos(math.radians(lat)))))
     visible = await audience.condition(session)
 
-    # 1. Free slots of the window per professional and site, inside the bounding box of the largest radius.
-    per_site = (await session.exec(
-        select(SlotRow.idnps, SlotRow.lat, SlotRow.lon, func.count(), func.min(SlotRow.start))
-        .where(_free_now(now), SlotRow.start >= window_start, SlotRow.start <= window_end,
-               col(SlotRow.service_type).in_(types), visible,
-               SlotRow.lat.between(lat - dlat, lat + dlat), SlotRow.lon.between(lon - dlon, lon + dlon))
-        .group_by(SlotRow.idnps, SlotRow.lat, SlotRow.lon))).all()
+    # 1. Free slots of the window per professional, radius by radius until enough professionals have some; each
+    # step reads only the map cells it adds, and a site lies in one cell, so the sums stay exact.
+    per_site: dict[tuple[str, float, float], tuple[int, datetime]] = {}
+    asked: set[int] = set()
     with_slots: dict[str, tuple[float, int, datetime]] = {}
-    for idnps, slat, slon, count, first in per_site:
-        distance = haversine_km(lat, lon, slat, slon)
-        if distance > max_radius:
-            continue
-        known = with_slots.get(idnps)
-        if known is None:
-            with_slots[idnps] = (distance, count, first)
-        else:
-            with_slots[idnps] = (min(known[0], distance), known[1] + count, min(known[2], first))
-    radius = enough_radius([d for d, _, _ in with_slots.values()], radii, settings.search_min_professionals)
-    with_slots = {k: v for k, v in with_slots.items() if v[0] <= radius}
+    radius = radii[0]
+    for radius in radii:
+        cells = cells_around(lat, lon, radius) - asked
+        asked |= cells
+        per_site.update(await _free_per_site(session, cells=cells, now=now, window=(window_start, window_end),
+                                             types=types, visible=visible))
+        with_slots = _within(per_site, center=(lat, lon), radius=radius)
+        if len(with_slots) >= settings.search_min_professionals:
+            break
 
     # 2. The professionals of the area (for cards without slots) and those with slots, from the read model.
     area = [c.insee for c in communes().within(lat, lon, radius)]
     wanted = set(with_slots) | ({request.mt_idnps} if request.mt_idnps else set())
+    # Long lists go as expanding parameters: one cached statement whatever their length.
     rows = (await session.exec(select(ProfessionalView).where(
-        ProfessionalView.active, sa.or_(col(ProfessionalView.idnps).in_(wanted),
-                                        sa.and_(col(ProfessionalView.commune_insee).in_(area),
-                                                ProfessionalView.profession_code == GP_PROFESSION))))).all()
+        ProfessionalView.active,
+        sa.or_(col(ProfessionalView.idnps).in_(sa.bindparam("wanted", expanding=True)),
+               sa.and_(col(ProfessionalView.commune_insee).in_(sa.bindparam("area", expanding=True)),
+                       ProfessionalView.profession_code == GP_PROFESSION))),
+        params={"wanted": sorted(wanted), "area": area})).all()
     professionals = {p.idnps: p for p in rows}
     candidates: list[Candidate] = []
     for idnps, p in professionals.items():
@@ -200,32 +195,58 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
                         professionals_with_slots=len(with_slots), en_sus=en_sus)
 
 
+async def _free_per_site(session: AsyncSession, *, cells: set[int], now: datetime,
+                         window: tuple[datetime, datetime], types: list[str], visible
+                         ) -> dict[tuple[str, float, float], tuple[int, datetime]]:
+    """(free slot count, first start) of the window per professional and site of the given map cells, answered
+    from the covering index `ix_slot_free_cell`."""
+    if not cells:
+        return {}
+    rows = (await session.exec(
+        select(SlotRow.idnps, SlotRow.lat, SlotRow.lon, func.count(), func.min(SlotRow.start))
+        .where(SlotRow.status == "free", col(SlotRow.geo_cell).in_(sa.bindparam("cells", expanding=True)),
+               SlotRow.start >= window[0],
+               SlotRow.start <= window[1], sa.or_(SlotRow.held_until.is_(None), SlotRow.held_until <= now),
+               col(SlotRow.service_type).in_(types), visible)
+        .group_by(SlotRow.idnps, SlotRow.lat, SlotRow.lon), params={"cells": sorted(cells)})).all()
+    return {(idnps, slat, slon): (count, first) for idnps, slat, slon, count, first in rows}
+
+
+def _within(per_site: dict[tuple[str, float, float], tuple[int, datetime]], *, center: tuple[float, float],
+            radius: float) -> dict[str, tuple[float, int, datetime]]:
+    """(distance of the nearest site with slots, free slot count, first start) per professional within `radius`."""
+    found: dict[str, tuple[float, int, datetime]] = {}
+    for (idnps, slat, slon), (count, first) in per_site.items():
+        distance = haversine_km(center[0], center[1], slat, slon)
+        if distance > radius:
+            continue
+        known = found.get(idnps)
+        found[idnps] = (distance, count, first) if known is None else (
+            min(known[0], distance), known[1] + count, min(known[2], first))
+    return found
+
+
 async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, window: tuple[datetime, datetime],
                        types: list[str], visible, per_day: int, center: tuple[float, float]
                        ) -> dict[str, dict[str, list[SlotBrief]]]:
     if not ids:
         return {}
-    # Up to `per_day` slots per professional and Paris day: the day is a bucket computed in SQL from its bounds.
-    local_today = now.astimezone(PARIS).date()
-    tomorrow, after = (datetime.combine(local_today + timedelta(days=n), datetime.min.time(), PARIS)
-                       for n in (1, 2))
-    bucket = sa.case((SlotRow.start < tomorrow, 0), (SlotRow.start < after, 1), else_=2)
-    numbered = (select(SlotRow.slot_id, SlotRow.idnps, SlotRow.start, SlotRow.end, SlotRow.service_type,
-                       SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon,
-                       func.row_number().over(partition_by=(SlotRow.idnps, bucket), order_by=SlotRow.start)
-                       .label("n"))
-                .where(col(SlotRow.idnps).in_(ids), _free_now(now), SlotRow.start >= window[0],
-                       SlotRow.start <= window[1], col(SlotRow.service_type).in_(types), visible)
-                .subquery())
-    c = numbered.c
+    # The free slots of the window of the page's professionals (index on professional and start), kept up to
+    # `per_day` per Paris day below.
     rows = (await session.execute(
-        sa.select(c.slot_id, c.idnps, c.start, c.end, c.service_type, c.appointment_type, c.site_id, c.lat, c.lon)
-        .where(c.n <= per_day).order_by(c.idnps, c.start))).all()
+        sa.select(SlotRow.slot_id, SlotRow.idnps, SlotRow.start, SlotRow.end, SlotRow.service_type,
+                  SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon)
+        .where(col(SlotRow.idnps).in_(sa.bindparam("ids", expanding=True)), SlotRow.start >= window[0],
+               SlotRow.start <= window[1], _free_now(now), col(SlotRow.service_type).in_(types), visible)
+        .order_by(SlotRow.idnps, SlotRow.start), {"ids": ids})).all()
     out: dict[str, dict[str, list[SlotBrief]]] = defaultdict(lambda: {"today": [], "tomorrow": [],
                                                                       "after_tomorrow": []})
     for slot_id, idnps, start, end, service_type, appointment_type, site_id, slat, slon in rows:
+        day = out[idnps][day_group(start, now)]
+        if len(day) >= per_day:
+            continue
         distance = haversine_km(center[0], center[1], slat, slon) if slat is not None else None
-        out[idnps][day_group(start, now)].append(SlotBrief(
+        day.append(SlotBrief(
             slot_id=slot_id, start=start, end=end, service_type=service_type,
             bookable=appointment_type == "ROUTINE", site_id=site_id,
             distance_km=round(distance, 1) if distance is not None else None))

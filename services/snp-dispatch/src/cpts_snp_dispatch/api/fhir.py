@@ -232,6 +232,7 @@ async def create_schedule(request: Request, principal: AgendaManager, database: 
     target = fm.parse_schedule(await _body(request))
     professional = await _managed_professional(session, principal, target.idnps, element="Schedule.actor")
     site_id = target.site_of(professional)
+    await session.close()  # the checks' connection goes back to the pool before the unit of work takes one
     async with database.transaction() as write:
         # Locking the professional (PostgreSQL) serialises this with publish_slots, which creates schedules.
         await write.get(ProfessionalView, target.idnps, with_for_update=True)
@@ -256,6 +257,7 @@ async def create_slot(request: Request, principal: AgendaManager, database: Data
         raise fm.FhirError(422, f"Schedule/{draft.schedule_id} is not known.", expression="Slot.schedule",
                            code="not-found")
     professional = await _managed_professional(session, principal, agenda.idnps, element="Slot.schedule")
+    await session.close()
     [row] = await handlers.publish_slots(database=database, by=principal.subject, specs=[draft.spec(agenda)])
     return _fhir(fm.slot(row, professional=professional, booking_url=_booking_url(request, row.slot_id),
                          now=_now()), 201, location=_url(request, "Slot", row.slot_id))
@@ -297,6 +299,7 @@ async def create_appointment(request: Request, principal: Booker, database: Data
         raise fm.FhirError(422, "An Appointment is created with status booked.",
                            expression="Appointment.status", code="business-rule")
     slot = await _slot_of(session, principal, wanted)
+    await session.close()
     row = await handlers.book_slot(database=database, by=principal.subject, slot_id=slot.slot_id,
                                    request_id=None, identifier=wanted.identifier)
     return _fhir(fm.appointment(row), 201, location=_url(request, "Appointment", row.appointment_id))
@@ -340,6 +343,7 @@ async def update_appointment(request: Request, principal: Booker, database: Data
     if wanted.identifier != identifier:
         raise fm.FhirError(400, "Appointment.identifier differs from the identifier searched.",
                            expression="Appointment.identifier")
+    await session.close()
     if wanted.status == "cancelled" and row.status != "cancelled":
         row = await handlers.cancel_appointment(database=database, appointment_id=row.appointment_id,
                                                 reason=wanted.cancel_reason or "other")

@@ -11,6 +11,7 @@ from sqlmodel import select
 from cpts_geo import communes
 from cpts_platform import audit
 from cpts_platform.auth import Principal, Role, ensure, require_roles
+from cpts_platform.db import Database
 from cpts_platform.problems import ProblemError
 from cpts_platform.service import DatabaseDep, ReadSessionDep, RuntimeDep
 from cpts_snp_dispatch import handlers, queries
@@ -74,8 +75,11 @@ def manages_professional(principal: Principal, professional: ProfessionalView) -
         principal.can_access_cpts(c) for c in professional.cpts_ids)
 
 
-async def _managed_professional(session, principal: Principal, idnps: str) -> ProfessionalView:
-    professional = await get_professional(session, idnps)
+async def _managed_professional(database: Database, principal: Principal, idnps: str) -> ProfessionalView:
+    # Checks read in a short session of their own: a request never holds a connection while it waits for the
+    # unit of work's (under load, that would starve the pool).
+    async with database.sessions() as session:
+        professional = await get_professional(session, idnps)
     if professional is None or not professional.active:
         raise ProblemError(404, f"No active professional {idnps}.",
                            errors=[{"field": "idnps", "in": "body", "message": "unknown professional"}])
@@ -93,11 +97,12 @@ def can_access_request(principal: Principal, request: CareRequestRow) -> bool:
             and request.cpts_id in principal.cpts_ids)
 
 
-async def _request_for(session, database, principal: Principal, request_id: str, *, purpose: str
+async def _request_for(database: Database, principal: Principal, request_id: str, *, purpose: str
                        ) -> CareRequestRow:
     """The care request if the caller may see it (404 otherwise: its existence is private); the read is audited
     (committed) before anything of the record is served."""
-    request = await session.get(CareRequestRow, request_id)
+    async with database.sessions() as session:
+        request = await session.get(CareRequestRow, request_id)
     if request is None or not can_access_request(principal, request):
         raise ProblemError(404, f"No care request {request_id}.")
     async with database.transaction() as write:
@@ -112,9 +117,8 @@ async def _request_for(session, database, principal: Principal, request_id: str,
 @slots.post("", status_code=201, response_model=list[SlotPublic],
             summary="Publier des créneaux d'un professionnel sur un lieu d'exercice.",
             responses={409: {"description": "Chevauchement avec un créneau du même professionnel."}})
-async def publish(body: SlotsPublish, principal: SlotManager, database: DatabaseDep, session: ReadSessionDep
-                  ) -> list[SlotPublic]:
-    await _managed_professional(session, principal, body.idnps)
+async def publish(body: SlotsPublish, principal: SlotManager, database: DatabaseDep) -> list[SlotPublic]:
+    await _managed_professional(database, principal, body.idnps)
     specs = [SlotSpec(idnps=body.idnps, site_id=body.site_id, start=s.start, end=s.end, service_type=s.service_type,
                       visibility=frozenset(s.visibility), appointment_type=s.appointment_type, comment=s.comment,
                       field=f"slots[{i}]") for i, s in enumerate(body.slots)]
@@ -126,9 +130,8 @@ async def publish(body: SlotsPublish, principal: SlotManager, database: Database
 @slots.post("/recurring", status_code=201, response_model=SlotPage,
             summary="Publier une disponibilité récurrente (ex. chaque mardi 14 h-16 h en créneaux de 15 min, "
                     "6 semaines).")
-async def publish_recurring(body: RecurringPublish, principal: SlotManager, database: DatabaseDep,
-                            session: ReadSessionDep) -> SlotPage:
-    await _managed_professional(session, principal, body.idnps)
+async def publish_recurring(body: RecurringPublish, principal: SlotManager, database: DatabaseDep) -> SlotPage:
+    await _managed_professional(database, principal, body.idnps)
     now = _now()
     rule = WeeklyRecurrence(weekdays=tuple(body.weekdays), start_time=body.start_time, end_time=body.end_time,
                             slot_minutes=body.slot_minutes, first_day=body.first_day, weeks=body.weeks)
@@ -144,13 +147,13 @@ async def publish_recurring(body: RecurringPublish, principal: SlotManager, data
 
 
 @slots.get("", response_model=SlotPage, summary="L'agenda d'un professionnel (ses créneaux sur une période).")
-async def agenda(principal: SlotManager, session: ReadSessionDep,
+async def agenda(principal: SlotManager, session: ReadSessionDep, database: DatabaseDep,
                  idnps: Annotated[str, Query(pattern=r"^(8\d{11}|0[0-9A-Z]{9})$")],
                  start: Annotated[date | None, Query(alias="from", description="Premier jour (défaut : aujourd'hui).")]
                  = None,
                  days: Annotated[int, Query(ge=1, le=62)] = 7,
                  include_withdrawn: bool = False) -> SlotPage:
-    await _managed_professional(session, principal, idnps)
+    await _managed_professional(database, principal, idnps)
     now = _now()
     first = datetime.combine(start or now.astimezone(PARIS).date(), datetime.min.time(), PARIS)
     items = await queries.list_slots(session, idnps=idnps, start=first, end=first + timedelta(days=days), now=now,
@@ -158,27 +161,27 @@ async def agenda(principal: SlotManager, session: ReadSessionDep,
     return SlotPage(items=items, total=len(items))
 
 
-async def _managed_slot(session, principal: Principal, slot_id: str) -> SlotRow:
-    slot = await session.get(SlotRow, slot_id)
+async def _managed_slot(database: Database, principal: Principal, slot_id: str) -> SlotRow:
+    async with database.sessions() as session:
+        slot = await session.get(SlotRow, slot_id)
     if slot is None:
         raise ProblemError(404, f"No slot {slot_id}.")
-    await _managed_professional(session, principal, slot.idnps)
+    await _managed_professional(database, principal, slot.idnps)
     return slot
 
 
 @slots.delete("/{slot_id}", response_model=SlotPublic,
               summary="Retirer un créneau ; s'il était réservé, le rendez-vous est annulé (et notifié).")
-async def withdraw(slot_id: str, principal: SlotManager, database: DatabaseDep, session: ReadSessionDep
-                   ) -> SlotPublic:
-    await _managed_slot(session, principal, slot_id)
+async def withdraw(slot_id: str, principal: SlotManager, database: DatabaseDep) -> SlotPublic:
+    await _managed_slot(database, principal, slot_id)
     row = await handlers.withdraw_slot(database=database, by=principal.subject, slot_id=slot_id)
     return queries.slot_public(row, _now())
 
 
 @slots.put("/{slot_id}/visibility", response_model=SlotPublic, summary="Changer la visibilité d'un créneau.")
-async def put_visibility(slot_id: str, body: VisibilityIn, principal: SlotManager, database: DatabaseDep,
-                         session: ReadSessionDep) -> SlotPublic:
-    await _managed_slot(session, principal, slot_id)
+async def put_visibility(slot_id: str, body: VisibilityIn, principal: SlotManager, database: DatabaseDep
+                         ) -> SlotPublic:
+    await _managed_slot(database, principal, slot_id)
     row = await handlers.change_visibility(database=database, slot_id=slot_id, visibility=frozenset(body.visibility))
     return queries.slot_public(row, _now())
 
@@ -186,10 +189,10 @@ async def put_visibility(slot_id: str, body: VisibilityIn, principal: SlotManage
 @slots.post("/{slot_id}/hold", status_code=201, response_model=HoldPublic,
             summary="Bloquer un créneau quelques minutes pour une demande, le temps de confirmer.",
             responses={409: {"description": "Créneau déjà réservé, bloqué par quelqu'un d'autre ou retiré."}})
-async def hold(slot_id: str, body: HoldIn, principal: Dispatcher, database: DatabaseDep, session: ReadSessionDep,
-               runtime: RuntimeDep) -> HoldPublic:
-    await _request_for(session, database, principal, body.request_id, purpose="hold a slot")
-    await _visible_slot(session, principal, slot_id)
+async def hold(slot_id: str, body: HoldIn, principal: Dispatcher, database: DatabaseDep, runtime: RuntimeDep
+               ) -> HoldPublic:
+    await _request_for(database, principal, body.request_id, purpose="hold a slot")
+    await _visible_slot(database, principal, slot_id)
     row = await handlers.hold_slot(database=database, slot_id=slot_id, request_id=body.request_id,
                                    ttl=timedelta(seconds=runtime.settings.hold_ttl_seconds))
     return HoldPublic(slot_id=slot_id, hold_id=row.hold_id, request_id=body.request_id, expires_at=row.held_until)
@@ -201,10 +204,11 @@ async def release(slot_id: str, hold_id: str, _: Dispatcher, database: DatabaseD
     return Response(status_code=204)
 
 
-async def _visible_slot(session, principal: Principal, slot_id: str) -> SlotRow:
-    slot = await session.get(SlotRow, slot_id)
-    professional = await get_professional(session, slot.idnps) if slot else None
-    audience = await queries.audience_for(session, principal)
+async def _visible_slot(database: Database, principal: Principal, slot_id: str) -> SlotRow:
+    async with database.sessions() as session:
+        slot = await session.get(SlotRow, slot_id)
+        professional = await get_professional(session, slot.idnps) if slot else None
+        audience = await queries.audience_for(session, principal)
     if slot is None or not (audience.sees(slot, professional.cpts_ids if professional else [])
                             or (professional is not None and manages_professional(principal, professional))):
         raise ProblemError(404, f"No slot {slot_id}.", errors=[{"field": "slot_id", "in": "body",
@@ -299,15 +303,14 @@ async def create_care_request(body: CareRequestIn, principal: Dispatcher, databa
 
 
 @care_requests.get("/{request_id}", response_model=CareRequestPublic, summary="Une demande de soins (tracé).")
-async def read_care_request(request_id: str, principal: Dispatcher, session: ReadSessionDep, database: DatabaseDep,
+async def read_care_request(request_id: str, principal: Dispatcher, database: DatabaseDep,
                             purpose: Annotated[str, Query(max_length=100)] = "follow-up") -> CareRequestPublic:
-    return _request_public(await _request_for(session, database, principal, request_id, purpose=purpose))
+    return _request_public(await _request_for(database, principal, request_id, purpose=purpose))
 
 
 @care_requests.get("/{request_id}/candidates", response_model=SearchResult,
                    summary="Professionnels et créneaux classés selon les règles du SAS pour cette demande.")
-async def candidates(request_id: str, principal: Dispatcher, session: ReadSessionDep, database: DatabaseDep,
-                     runtime: RuntimeDep,
+async def candidates(request_id: str, principal: Dispatcher, database: DatabaseDep, runtime: RuntimeDep,
                      service_type: Annotated[list[str] | None, Query(
                          description="AMB cabinet, HH visite, VR téléconsultation (défaut : selon la demande).")]
                      = None,
@@ -317,17 +320,17 @@ async def candidates(request_id: str, principal: Dispatcher, session: ReadSessio
         if value not in ("AMB", "HH", "VR"):
             raise ProblemError(422, "service_type must be AMB, HH or VR", errors=[
                 {"field": "service_type", "in": "query", "message": "must be AMB, HH or VR"}])
-    request = await _request_for(session, database, principal, request_id, purpose="search")
-    audience = await queries.audience_for(session, principal)
-    return await queries.search(session, request=request, audience=audience, settings=runtime.settings, now=_now(),
-                                service_types=service_type, limit=limit, offset=offset)
+    request = await _request_for(database, principal, request_id, purpose="search")
+    async with database.sessions() as session:
+        audience = await queries.audience_for(session, principal)
+        return await queries.search(session, request=request, audience=audience, settings=runtime.settings,
+                                    now=_now(), service_types=service_type, limit=limit, offset=offset)
 
 
 @care_requests.post("/{request_id}/close", response_model=CareRequestPublic,
                     summary="Clore sans créneau, avec l'orientation donnée au patient et la raison.")
-async def close(request_id: str, body: CloseIn, principal: Dispatcher, database: DatabaseDep,
-                session: ReadSessionDep) -> CareRequestPublic:
-    await _request_for(session, database, principal, request_id, purpose="close without slot")
+async def close(request_id: str, body: CloseIn, principal: Dispatcher, database: DatabaseDep) -> CareRequestPublic:
+    await _request_for(database, principal, request_id, purpose="close without slot")
     row = await handlers.close_without_slot(database=database, request_id=request_id, orientation=body.orientation,
                                             reason=body.reason, comment=body.comment)
     return _request_public(row)
@@ -343,16 +346,15 @@ def _appointment_public(row: AppointmentRow) -> AppointmentPublic:
 @appointments.post("", status_code=201, response_model=AppointmentPublic,
                    summary="Réserver un créneau (bloqué par cette demande, ou libre).",
                    responses={409: {"description": "Le créneau vient d'être pris, ou est bloqué par un autre."}})
-async def book(body: AppointmentIn, principal: Booker, database: DatabaseDep, session: ReadSessionDep
-               ) -> AppointmentPublic:
+async def book(body: AppointmentIn, principal: Booker, database: DatabaseDep) -> AppointmentPublic:
     if body.request_id is not None:
-        await _request_for(session, database, principal, body.request_id, purpose="book")
+        await _request_for(database, principal, body.request_id, purpose="book")
     else:
         ensure(principal.has_role(Role.PROFESSIONAL, Role.SECRETARY, Role.COORDINATOR),
                "A regulator books for a care request.")
-    slot = await _visible_slot(session, principal, body.slot_id)
+    slot = await _visible_slot(database, principal, body.slot_id)
     if body.request_id is None:
-        await _managed_professional(session, principal, slot.idnps)
+        await _managed_professional(database, principal, slot.idnps)
     row = await handlers.book_slot(database=database, by=principal.subject, slot_id=body.slot_id,
                                    request_id=body.request_id, hold_id=body.hold_id)
     return _appointment_public(row)
@@ -360,15 +362,19 @@ async def book(body: AppointmentIn, principal: Booker, database: DatabaseDep, se
 
 @appointments.post("/en-sus", status_code=201, response_model=AppointmentPublic,
                    summary="Adresser le patient en sus à un effecteur qui l'accepte (dans son plafond hebdomadaire).")
-async def book_en_sus(body: EnSusIn, principal: Dispatcher, database: DatabaseDep, session: ReadSessionDep
-                      ) -> AppointmentPublic:
-    await _request_for(session, database, principal, body.request_id, purpose="book en sus")
+async def book_en_sus(body: EnSusIn, principal: Dispatcher, database: DatabaseDep) -> AppointmentPublic:
+    await _request_for(database, principal, body.request_id, purpose="book en sus")
     row = await handlers.book_en_sus(database=database, by=principal.subject, request_id=body.request_id,
                                      idnps=body.idnps)
     return _appointment_public(row)
 
 
-async def _appointment_for(session, principal: Principal, appointment_id: str) -> AppointmentRow:
+async def _appointment_for(database: Database, principal: Principal, appointment_id: str) -> AppointmentRow:
+    async with database.sessions() as session:
+        return await _appointment_in(session, principal, appointment_id)
+
+
+async def _appointment_in(session, principal: Principal, appointment_id: str) -> AppointmentRow:
     row = await session.get(AppointmentRow, appointment_id)
     if row is None:
         raise ProblemError(404, f"No appointment {appointment_id}.")
@@ -383,24 +389,24 @@ async def _appointment_for(session, principal: Principal, appointment_id: str) -
 
 
 @appointments.get("/{appointment_id}", response_model=AppointmentPublic, summary="Un rendez-vous.")
-async def read_appointment(appointment_id: str, principal: Booker, session: ReadSessionDep) -> AppointmentPublic:
-    return _appointment_public(await _appointment_for(session, principal, appointment_id))
+async def read_appointment(appointment_id: str, principal: Booker, database: DatabaseDep) -> AppointmentPublic:
+    return _appointment_public(await _appointment_for(database, principal, appointment_id))
 
 
 @appointments.post("/{appointment_id}/cancel", response_model=AppointmentPublic,
                    summary="Annuler un rendez-vous ; le créneau redevient libre.")
-async def cancel(appointment_id: str, body: CancelIn, principal: Booker, database: DatabaseDep,
-                 session: ReadSessionDep) -> AppointmentPublic:
-    await _appointment_for(session, principal, appointment_id)
+async def cancel(appointment_id: str, body: CancelIn, principal: Booker, database: DatabaseDep
+                 ) -> AppointmentPublic:
+    await _appointment_for(database, principal, appointment_id)
     row = await handlers.cancel_appointment(database=database, appointment_id=appointment_id, reason=body.reason)
     return _appointment_public(row)
 
 
 @appointments.post("/{appointment_id}/outcome", response_model=AppointmentPublic,
                    summary="Enregistrer l'issue : patient vu (fulfilled) ou absent (noshow).")
-async def outcome(appointment_id: str, body: OutcomeIn, principal: Booker, database: DatabaseDep,
-                  session: ReadSessionDep) -> AppointmentPublic:
-    await _appointment_for(session, principal, appointment_id)
+async def outcome(appointment_id: str, body: OutcomeIn, principal: Booker, database: DatabaseDep
+                  ) -> AppointmentPublic:
+    await _appointment_for(database, principal, appointment_id)
     row = await handlers.record_outcome(database=database, appointment_id=appointment_id, outcome=body.outcome)
     return _appointment_public(row)
 

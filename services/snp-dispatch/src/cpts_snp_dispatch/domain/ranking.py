@@ -50,12 +50,3 @@ def rank(candidates: list[Candidate], *, by_distance: bool, seed: int) -> list[C
         return (GROUPS.index(c.group), *inner, first, c.idnps)
 
     return sorted(candidates, key=key)
-
-
-def enough_radius(distances_with_slots: list[float], radii: list[float], min_professionals: int) -> float:
-    """The first radius holding at least `min_professionals` professionals with free slots, else the largest."""
-    ordered = sorted(distances_with_slots)
-    for radius in radii:
-        if sum(1 for d in ordered if d <= radius) >= min_professionals:
-            return radius
-    return radii[-1]
