@@ -4,6 +4,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
+CHROMIUM := /usr/bin/chromium
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
@@ -19,10 +20,17 @@ $(UV):
 
 setup: .venv/.synced
 
+# The browser tests (tests/e2e) drive Debian's chromium with Playwright; never `playwright install`, which
+# downloads a browser build of its own.
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else echo "warning: no apt-get here: install chromium as $(CHROMIUM) for the browser tests" >&2; fi
+
 run: setup
 	.venv/bin/cpts run
 
-test: setup
+test: setup $(CHROMIUM)
 	.venv/bin/python -m pytest
 
 schemas: setup

@@ -24,15 +24,13 @@ def _var_dir() -> Path:
 @app.command()
 def serve(service: str, host: Annotated[Optional[str], typer.Option()] = None,
           port: Annotated[Optional[int], typer.Option()] = None) -> None:
-    """Serve one service (HTTP API, outbox relay and consumers in one process)."""
+    """Serve one service (HTTP API, outbox relay and consumers in one process) or the web console."""
     import uvicorn
 
-    from cpts_cli.services import load_service
-    from cpts_platform.service import create_app
+    from cpts_cli.services import build_app
 
-    definition = load_service(service)
-    settings = definition.settings_class()
-    uvicorn.run(create_app(definition, settings), host=host or settings.http_host, port=port or settings.http_port,
+    asgi_app, settings = build_app(service)
+    uvicorn.run(asgi_app, host=host or settings.http_host, port=port or settings.http_port,
                 log_level="warning", access_log=False, lifespan="on")
 
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any, Callable, Protocol
+
+from fastapi import FastAPI
 
 from cpts_platform.service import ServiceDefinition
 
 # Start order of the one-command run; ports are each service's default settings.
 SERVICE_ORDER = ["registry", "snp-dispatch", "patient-matching", "indicators"]
+
+
+class WebAppDefinition(Protocol):
+    """A process without a database or events of its own (the web console): entry points `cpts.web_apps`.
+    It learns the services' URLs from `CPTS_<APP>_<SERVICE>_URL`."""
+
+    name: str
+    settings_class: Callable[[], Any]
+    create_app: Callable[[Any], FastAPI]
 
 
 def load_services() -> dict[str, ServiceDefinition]:
@@ -16,10 +28,28 @@ def load_services() -> dict[str, ServiceDefinition]:
     return {name: found[name].load() for name in ordered}
 
 
+def load_web_apps() -> dict[str, WebAppDefinition]:
+    return {ep.name: ep.load() for ep in sorted(entry_points(group="cpts.web_apps"), key=lambda ep: ep.name)}
+
+
+def build_app(name: str) -> tuple[FastAPI, Any]:
+    """The ASGI app of a service or web app, and its settings (for `cpts serve`)."""
+    web_apps = load_web_apps()
+    if name in web_apps:
+        settings = web_apps[name].settings_class()
+        return web_apps[name].create_app(settings), settings
+    from cpts_platform.service import create_app
+
+    definition = load_service(name)
+    settings = definition.settings_class()
+    return create_app(definition, settings), settings
+
+
 def load_service(name: str) -> ServiceDefinition:
     services = load_services()
     if name not in services:
-        raise KeyError(f"unknown service {name!r}; known: {', '.join(services)}")
+        known = [*services, *load_web_apps()]
+        raise KeyError(f"unknown service {name!r}; known: {', '.join(known)}")
     return services[name]
 
 

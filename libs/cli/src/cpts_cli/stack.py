@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from cpts_cli import demo
-from cpts_cli.services import load_services
+from cpts_cli.services import load_services, load_web_apps
 from cpts_platform.auth import LocalIssuer
 from cpts_platform.db import Database
 from cpts_platform.dev.broker import LocalBroker, port_open
@@ -53,6 +53,7 @@ def run_stack(*, var_dir: Path, seed: bool, ready_timeout: float = 60.0) -> int:
     os.environ["CPTS_VAR_DIR"] = str(var_dir)
     os.environ.setdefault("CPTS_PROFILE", "local")
     services = load_services()
+    web_apps = load_web_apps()
     bootstrap = os.environ.get("CPTS_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     host, port = bootstrap.split(",")[0].rsplit(":", 1)
     issuer = LocalIssuer(var_dir / "local-issuer")
@@ -85,15 +86,19 @@ def run_stack(*, var_dir: Path, seed: bool, ready_timeout: float = 60.0) -> int:
         _say("Topics, migrations et reprise de l'historique...")
         asyncio.run(prepare(bootstrap=bootstrap, fresh_broker=fresh))
 
-        for name in services:
+        urls = {name: f"http://127.0.0.1:{d.settings_class().http_port}" for name, d in services.items()}
+        for app_name in web_apps:  # the console reaches each service at the URL it really listens on
+            for name, url in urls.items():
+                os.environ.setdefault(f"CPTS_{app_name.upper()}_{name.upper().replace('-', '_')}_URL", url)
+        for name in [*services, *web_apps]:
             log = open(var_dir / "log" / f"{name}.log", "ab")
             child = subprocess.Popen([sys.executable, "-m", "cpts_cli.main", "serve", name],
                                      stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
             children.append((name, child))
 
-        urls = {name: f"http://127.0.0.1:{d.settings_class().http_port}" for name, d in services.items()}
+        app_urls = {name: f"http://127.0.0.1:{w.settings_class().http_port}" for name, w in web_apps.items()}
         deadline = time.monotonic() + ready_timeout
-        pending = dict(urls)
+        pending = {**urls, **app_urls}
         while pending and time.monotonic() < deadline:
             for name, url in list(pending.items()):
                 child = dict(children)[name]
@@ -123,6 +128,8 @@ def run_stack(*, var_dir: Path, seed: bool, ready_timeout: float = 60.0) -> int:
                  f"{slots['effecteurs']} effecteurs.")
 
         _say("\nPlateforme prête :")
+        for name, url in app_urls.items():
+            _say(f"  {name:<17} {url}   (application web : utilisateurs de démonstration)")
         for name, url in urls.items():
             _say(f"  {name:<17} {url}   (API : {url}/docs)")
         _say(f"\nJournaux : {var_dir}/log/   Données : {var_dir}/")

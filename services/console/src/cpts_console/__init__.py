@@ -1,0 +1,1 @@
+"""Web console of the CPTS / SAS platform."""
