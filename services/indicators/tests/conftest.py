@@ -15,6 +15,7 @@ from cpts_events import registry as r
 from cpts_events import snp_dispatch as s
 from cpts_indicators.app import service
 from cpts_indicators.consumers import record_facts
+from cpts_indicators.snapshots import refresh_pending
 from cpts_platform.db import Database
 from cpts_platform.migrations import upgrade
 
@@ -203,6 +204,7 @@ async def apply(database: Database, events: list[Event], *, per_transaction: int
         async with database.transaction() as session:
             for _, run in itertools.groupby(events[start:start + size], key=lambda e: e.type):
                 await record_facts(session, list(run))
+    await refresh_pending(database)  # what the snapshot worker does soon after (no-op when sent inline)
 
 
 async def outbox(database: Database) -> list[tuple[str, bytes]]:

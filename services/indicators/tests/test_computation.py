@@ -277,6 +277,7 @@ async def test_a_failing_snapshot_never_loses_the_facts(database, kit, monkeypat
         raise ValueError("a bug in the snapshots")
 
     monkeypatch.setattr(snapshots, "refresh_snapshots", broken)
+    monkeypatch.setattr(snapshots, "compute_snapshots", broken)
     await kit.apply(database, kit.march().events)
     assert (await values(database))["snp.requests.received"].total.value == 18
     assert await kit.outbox(database) == []

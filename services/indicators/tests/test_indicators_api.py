@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import io
 
+import openpyxl
+
 from aiokafka import AIOKafkaConsumer
 
 from cpts_events import decode, encode
 from cpts_events.registry import CptsRegistered
 from cpts_events.snp_dispatch import CareRequestReceived
 from cpts_indicators.app import service
+from cpts_indicators.exports import COLUMNS, MASKED_TEXT, XLSX_MEDIA_TYPE
 from cpts_platform.auth import LocalIssuer
 from cpts_platform.testing import eventually, running_service, settings_for
 
@@ -72,6 +75,10 @@ async def test_published_events_count_once_in_their_period_and_come_out_masked_e
         export = await client.get(f"/indicators/cpts/{kit.CPTS}/export.csv",
                                   params={"period": "month", "from": "2026-02", "to": "2026-03"},
                                   headers=coordinator)
+        xlsx = await client.get(f"/indicators/cpts/{kit.CPTS}/export.xlsx",
+                                params={"period": "month", "from": "2026-02", "to": "2026-03"},
+                                headers=coordinator)
+
         def outcomes(snapshot) -> float | None:
             return next(i.value for i in snapshot.payload.indicators
                         if i.indicator_id == "snp.appointments.with_outcome")
@@ -103,6 +110,15 @@ async def test_published_events_count_once_in_their_period_and_come_out_masked_e
     assert (phone["valeur"], phone["masque"], phone["dernier_evenement"]) == ("", "true", "")
     assert cell[("2026-02", "snp.requests.received", "", "")]["masque"] == "true"  # the late one, alone
     assert cell[("2026-03", "snp.appointments.noshow", "", "")]["masque"] == "true"
+
+    assert xlsx.status_code == 200 and xlsx.headers["content-type"].startswith(XLSX_MEDIA_TYPE)
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content))["Indicateurs"]
+    header, *body = [list(r) for r in sheet.iter_rows(values_only=True)]
+    assert header == list(COLUMNS) and len(body) == len(rows)  # the CSV's rows, as a workbook
+    xcell = {(r[2], r[5], r[9] or "", r[10] or ""): dict(zip(header, r)) for r in body}
+    assert xcell[("2026-03", "snp.requests.received", "", "")]["valeur"] == 18  # a number, not text
+    xphone = xcell[("2026-03", "snp.requests.received", "origin", "cpts_phone")]
+    assert (xphone["valeur"], xphone["masque"]) == (MASKED_TEXT, True)
 
     march_snapshots = [s for s in snapshots
                        if s.payload.period_key == "2026-03" and s.payload.cpts_id == kit.CPTS]

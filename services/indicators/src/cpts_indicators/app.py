@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from cpts_indicators.api.fhir import router as fhir_router
 from cpts_indicators.api.routes import router
 from cpts_indicators.consumers import SUBSCRIPTIONS
 from cpts_indicators.repository import metadata, tables
@@ -17,6 +18,6 @@ service = ServiceDefinition(
     metadata=metadata,
     tables=tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[router, fhir_router],
     subscriptions=SUBSCRIPTIONS,
 )

@@ -17,11 +17,10 @@ from cpts_events.registry import MembershipChanged, ProfessionalDeactivated, Pro
 from cpts_indicators.domain.facts import FACT_BUILDERS, Fact, deactivation_fact, facts_of
 from cpts_indicators.repository import (
     count_registration,
-    insert_facts,
     latest_professional_attributes,
     set_member,
 )
-from cpts_indicators.snapshots import track_new_facts
+from cpts_indicators.snapshots import track_new_facts, write_pending_facts
 from cpts_platform.consumer import batch_handler
 from cpts_platform.service import Subscription
 
@@ -34,14 +33,15 @@ async def record_facts(session: AsyncSession, events: list[Event]) -> None:
     """Append the facts of a run of events of one type, and have their periods' snapshots refreshed."""
     if events[0].type == ProfessionalDeactivated.__event_type__:
         # The facts of one professional arrive in order (keyed by IDNPS): their profession is known already.
+        await session.run_sync(write_pending_facts)
         previous = await latest_professional_attributes(session, [e.payload.idnps for e in events],
                                                         PROFESSION_EVENTS)
         facts: list[Fact] = [deactivation_fact(e, previous.get(e.payload.idnps)) for e in events]
     else:
         facts = [fact for event in events for fact in facts_of(event)]
     if facts:
-        await insert_facts(session, facts, now=datetime.now(UTC))
-        track_new_facts(session, facts)
+        # Inserted in bulk just before the transaction commits, with the facts of the batch's other runs.
+        track_new_facts(session, facts, now=datetime.now(UTC))
 
 
 async def on_professional_registered(session: AsyncSession, event: Event[ProfessionalRegistered]) -> None:

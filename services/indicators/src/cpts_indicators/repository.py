@@ -83,10 +83,23 @@ class IndicatorSnapshot(IndicatorsTable, table=True):
     final: bool = False
 
 
+class IndicatorPendingSnapshot(IndicatorsTable, table=True):
+    """A CPTS and period whose snapshot must be recomputed: marked by the consumer's transaction, cleared by
+    the snapshot worker once it has recomputed it (so ingestion does not pay a recomputation per batch)."""
+
+    __tablename__ = "indicator_pending_snapshot"
+
+    cpts_id: str = Field(primary_key=True, max_length=9)
+    period: str = Field(primary_key=True, max_length=10)
+    period_key: str = Field(primary_key=True, max_length=10)
+    marked_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+
+
 metadata = IndicatorsTable.metadata
 tables = add_platform_tables(metadata)
 facts_table: sa.Table = IndicatorFact.__table__  # type: ignore[assignment]
 snapshots_table: sa.Table = IndicatorSnapshot.__table__  # type: ignore[assignment]
+pending_table: sa.Table = IndicatorPendingSnapshot.__table__  # type: ignore[assignment]
 
 TERRITORY_EVENTS = ("fr.cpts.registry.cpts.registered.v1", "fr.cpts.registry.cpts.territory.changed.v1")
 

@@ -20,6 +20,11 @@ class Settings(ServiceSettings):
     snapshot_periods: list[PeriodKind] = Field(
         default_factory=lambda: [PeriodKind.MONTH],
         description="Periods whose snapshots are sent on the `indicators` topic when an event changes them.")
+    snapshot_interval_seconds: float = Field(
+        default=0.5, ge=0, le=60,
+        description="Snapshots are recomputed by a worker of the service at most this often, for every CPTS "
+                    "and period the events of the interval changed (marked in the consumer's transaction). "
+                    "0: in the consumer's transaction itself, once per batch (slower ingestion).")
     max_periods_per_request: int = Field(default=400, ge=1, le=5000,
                                          description="Most periods a series or an export may cover.")
 

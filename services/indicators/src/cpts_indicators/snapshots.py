@@ -16,6 +16,7 @@ includes every fact.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import defaultdict
@@ -39,45 +40,194 @@ from cpts_indicators.domain.facts import PROFESSIONAL_SCOPE, Fact
 from cpts_indicators.domain.masking import PublishedValue, publish
 from cpts_indicators.domain.periods import Period, PeriodKind, parse_period, period_of, periods_from
 from cpts_indicators.queries import evaluate
-from cpts_indicators.repository import facts_table, snapshots_table, tables
+from cpts_indicators.repository import facts_table, pending_table, snapshots_table, tables
 from cpts_indicators.settings import current_settings
 from cpts_platform.consumer import is_transient
-from cpts_platform.db import upsert
+from cpts_platform.db import Database, upsert
 from cpts_platform.logging import get_logger
 
 log = get_logger(__name__)
 
 SOURCE = "/cpts/indicators"
 PENDING_FACTS = "indicators.pending_facts"
+UNWRITTEN_FACTS = "indicators.unwritten_facts"
 MEMBERSHIP_EVENTS = (ProfessionalRegistered.__event_type__, MembershipChanged.__event_type__)
 
 Target = tuple[str, PeriodKind, Period]
 
 
-def track_new_facts(session: AsyncSession, facts: list[Fact]) -> None:
-    """Remember facts written in this transaction; their snapshots are computed once, before it commits."""
+def track_new_facts(session: AsyncSession, facts: list[Fact], *, now: datetime | None = None) -> None:
+    """Queue facts for this transaction: they are inserted in bulk (one statement per 1 000 facts whatever
+    the number of handler calls) and their periods marked for a snapshot, just before it commits."""
     pending = session.info.get(PENDING_FACTS)
     if pending is None:
         pending = session.info[PENDING_FACTS] = []
+        session.info[UNWRITTEN_FACTS] = []
         sa.event.listen(session.sync_session, "before_commit", _before_commit, once=True)
     pending.extend(facts)
+    recorded_at = now or datetime.now(UTC)
+    session.info[UNWRITTEN_FACTS].extend({**fact.row(), "recorded_at": recorded_at} for fact in facts)
+
+
+def write_pending_facts(session: Session) -> None:
+    """Insert the facts queued in this transaction (before a query that must see them, and before commit)."""
+    rows = session.info.get(UNWRITTEN_FACTS)
+    if not rows:
+        return
+    session.info[UNWRITTEN_FACTS] = []
+    statement = upsert(session.get_bind().dialect.name, facts_table).on_conflict_do_nothing(
+        index_elements=[facts_table.c.event_id, facts_table.c.cpts_id])
+    for chunk in _chunks(rows, 1000):
+        session.execute(statement, chunk)
 
 
 def _before_commit(session: Session) -> None:
+    write_pending_facts(session)
     facts = session.info.pop(PENDING_FACTS, [])
+    session.info.pop(UNWRITTEN_FACTS, None)
     if not facts:
         return
     settings = current_settings()
     try:
         with session.begin_nested():
-            refresh_snapshots(session, changed_periods(session, facts, kinds=settings.snapshot_periods),
-                              threshold=settings.small_cell_threshold,
-                              event_types={fact.event_type for fact in facts})
+            targets = changed_periods(session, facts, kinds=settings.snapshot_periods)
+            if settings.snapshot_interval_seconds > 0:
+                mark_pending(session, targets)
+            else:
+                refresh_snapshots(session, targets, threshold=settings.small_cell_threshold,
+                                  event_types={fact.event_type for fact in facts})
     except Exception as exc:
         if is_transient(exc):
             raise
         # The facts still commit (the values served are right); `POST /indicators/snapshots/rebuild` resends.
         log.error("indicator_snapshots_failed", error_type=type(exc).__name__, facts=len(facts))
+
+
+def mark_pending(session: Session, targets: Iterable[Target]) -> None:
+    """Record that the snapshots of `targets` must be recomputed (by `refresh_pending`, soon after)."""
+    p = pending_table
+    now = datetime.now(UTC)
+    rows = [{"cpts_id": c, "period": k.value, "period_key": per.key, "marked_at": now}
+            for c, k, per in sorted(targets, key=lambda t: (t[0], t[1].value, t[2].first_day))]
+    for chunk in _chunks(rows):
+        statement = upsert(session.get_bind().dialect.name, p)
+        session.execute(statement.on_conflict_do_update(
+            index_elements=[p.c.cpts_id, p.c.period, p.c.period_key],
+            set_={"marked_at": statement.excluded.marked_at}), chunk)
+
+
+async def refresh_pending(database: Database, *, threshold: int | None = None, limit: int = 2000) -> int:
+    """Recompute the snapshots marked pending and send those whose content changed; returns how many were
+    sent.
+
+    Two steps, so that ingestion is not held up while the values are computed: the values are computed in a
+    read-only session (no write lock, SQLite included), then a short transaction locks the snapshot rows,
+    writes the snapshots whose content changed and clears the marks. A snapshot sent by someone else in
+    between (another instance) is not overwritten with older values: its period is marked again. A period
+    marked again meanwhile keeps its mark (its `marked_at` moved) and is recomputed next time. A failure
+    that is not transient is logged and the marks dropped: `POST /indicators/snapshots/rebuild` resends, as
+    when an inline refresh fails."""
+    threshold = threshold if threshold is not None else current_settings().small_cell_threshold
+    p, s = pending_table, snapshots_table
+    async with database.sessions() as session:
+        rows = (await session.execute(sa.select(p.c.cpts_id, p.c.period, p.c.period_key, p.c.marked_at)
+                                      .order_by(p.c.cpts_id, p.c.period, p.c.period_key).limit(limit))).all()
+        if not rows:
+            return 0
+        targets = sorted({(c, PeriodKind(k), parse_period(PeriodKind(k), key)) for c, k, key, _ in rows},
+                         key=lambda t: (t[0], t[1].value, t[2].first_day))
+        seen: dict[tuple[str, str, str], int] = {}
+        for chunk in _chunks(sorted({c for c, _, _ in targets})):
+            for c, k, key, sequence in (await session.execute(sa.select(
+                    s.c.cpts_id, s.c.period, s.c.period_key, s.c.sequence).where(s.c.cpts_id.in_(chunk)))):
+                seen[(c, k, key)] = sequence
+        computed = None
+        try:
+            computed = await session.run_sync(
+                lambda sync: compute_snapshots(sync, targets, threshold=threshold))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.error("indicator_snapshots_failed", error_type=type(exc).__name__, periods=len(rows))
+    async with database.transaction() as session:
+        sent = 0
+        if computed is not None:
+            sent = await session.run_sync(
+                lambda sync: write_snapshots(sync, computed, seen, threshold=threshold))
+        for chunk in _chunks(rows, 200):
+            await session.execute(sa.delete(p).where(sa.or_(*(
+                sa.and_(p.c.cpts_id == c, p.c.period == k, p.c.period_key == key, p.c.marked_at == at)
+                for c, k, key, at in chunk))))
+        return sent
+
+
+def compute_snapshots(session: Session, targets: list[Target], *, threshold: int,
+                      definitions: Catalogue | None = None) -> list[tuple[Target, list[IndicatorValue]]]:
+    """The published values of every target, computed from the facts (no lock, nothing written)."""
+    definitions = definitions or catalogue()
+    groups: dict[tuple[str, PeriodKind], list[Period]] = defaultdict(list)
+    for cpts_id, kind, period in targets:
+        groups[(cpts_id, kind)].append(period)
+    out = []
+    for (cpts_id, kind), periods in groups.items():
+        raw = evaluate(session, definitions, cpts_id, periods)
+        for period in periods:
+            fresh = indicator_values(publish(definitions, period, raw.get(period.key, {}),
+                                             threshold=threshold))
+            out.append(((cpts_id, kind, period), [fresh[d.id] for d in definitions.indicators]))
+    return out
+
+
+def write_snapshots(session: Session, computed: list[tuple[Target, list[IndicatorValue]]],
+                    seen: dict[tuple[str, str, str], int], *, threshold: int,
+                    definitions: Catalogue | None = None, now: datetime | None = None) -> int:
+    """Lock the snapshot rows, send those whose content changed; a row whose sequence moved since `seen` was
+    read is marked pending again instead (someone sent newer values meanwhile)."""
+    definitions = definitions or catalogue()
+    now = now or datetime.now(UTC)
+    current = _lock(session, [target for target, _ in computed])
+    s = snapshots_table
+    events, again = [], []
+    for (cpts_id, kind, period), indicators in computed:
+        row = current[(cpts_id, kind.value, period.key)]
+        if row.sequence != seen.get((cpts_id, kind.value, period.key), 0):
+            again.append((cpts_id, kind, period))
+            continue
+        payload = snapshot_payload(cpts_id, period, indicators, threshold=threshold,
+                                   sequence=row.sequence + 1, computed_at=now, definitions=definitions)
+        content, digest = _content(payload)
+        if digest == row.digest:
+            continue
+        session.execute(sa.update(s).where(s.c.cpts_id == cpts_id, s.c.period == kind.value,
+                                           s.c.period_key == period.key)
+                        .values(sequence=row.sequence + 1, digest=digest, content=content, emitted_at=now))
+        events.append(new_event(payload, source=SOURCE, subject=f"cpts/{cpts_id}/{kind.value}/{period.key}"))
+    if again:
+        mark_pending(session, again)
+    _write_outbox(session, events)
+    return len(events)
+
+
+async def snapshot_worker(database: Database, interval: float) -> None:
+    """Every `interval` seconds, the pending snapshots (run inside the service, next to the consumers)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await _refresh_round(database) >= 2000:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("indicator_snapshot_worker_failed", error_type=type(exc).__name__)
+
+
+async def _refresh_round(database: Database) -> int:
+    p = pending_table
+    async with database.sessions() as session:
+        waiting = (await session.execute(sa.select(sa.func.count()).select_from(p))).scalar_one()
+    if waiting:
+        await refresh_pending(database)
+    return waiting
 
 
 def _member_cpts(session: Session, subjects: set[str]) -> dict[str, set[str]]:

@@ -7,6 +7,8 @@ caller's scope is a 403; a CPTS the indicators have not heard of (no registry ev
 
 from __future__ import annotations
 
+import asyncio
+
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, AsyncIterator
@@ -35,9 +37,10 @@ from cpts_indicators.domain.periods import (
     period_of,
     periods_between,
 )
-from cpts_indicators.exports import csv_export
+from cpts_indicators.exports import XLSX_MEDIA_TYPE, csv_export, xlsx_export
 from cpts_indicators.repository import cpts_profile, professional_figures
 from cpts_indicators.settings import Settings, configure
+from cpts_indicators.snapshots import snapshot_worker
 from cpts_platform.auth import Principal, Role, ensure, require_roles
 from cpts_platform.problems import ProblemError
 from cpts_platform.service import DatabaseDep, ReadSessionDep, Runtime, RuntimeDep
@@ -46,8 +49,17 @@ from cpts_platform.service import DatabaseDep, ReadSessionDep, Runtime, RuntimeD
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Inside the service's lifespan (the runtime exists): the event handlers get the service's settings."""
-    configure(app.state.runtime.settings)
-    yield
+    runtime = app.state.runtime
+    configure(runtime.settings)
+    interval = runtime.settings.snapshot_interval_seconds
+    worker = asyncio.create_task(snapshot_worker(runtime.database, interval), name="indicator-snapshots") \
+        if interval > 0 else None
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
 
 
 router = APIRouter(prefix="/indicators", tags=["indicateurs"], lifespan=lifespan)
@@ -171,6 +183,26 @@ async def export_csv(cpts_id: CptsId, principal: Follower, session: ReadSessionD
                                              threshold=settings.small_cell_threshold)
     name = f"indicateurs-{cpts_id}-{periods[0].key}-{periods[-1].key}.csv"
     return Response(csv_export(cpts_id, values), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/cpts/{cpts_id}/export.xlsx", response_class=Response,
+            summary="Export XLSX des indicateurs d'une CPTS sur une suite de périodes (mêmes colonnes que le "
+                    "CSV ; petits effectifs masqués).",
+            responses={200: {"content": {XLSX_MEDIA_TYPE: {}},
+                             "description": "Une ligne par indicateur, période et catégorie."}})
+async def export_xlsx(cpts_id: CptsId, principal: Follower, session: ReadSessionDep, runtime: RuntimeDep,
+                      period: PeriodQuery = PeriodKind.MONTH,
+                      first: Annotated[str | None, Query(alias="from", description=KeyHelp)] = None,
+                      last: Annotated[str | None, Query(alias="to", description=KeyHelp)] = None) -> Response:
+    await authorize(principal, cpts_id, session)
+    settings = _settings(runtime)
+    periods = _range(period, first, last, settings.max_periods_per_request)
+    values = await queries.published_values(session, cpts_id=cpts_id, periods=periods,
+                                             threshold=settings.small_cell_threshold)
+    name = f"indicateurs-{cpts_id}-{periods[0].key}-{periods[-1].key}.xlsx"
+    return Response(xlsx_export(cpts_id, values, threshold=settings.small_cell_threshold),
+                    media_type=XLSX_MEDIA_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

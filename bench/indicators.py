@@ -1,0 +1,344 @@
+"""Consume-and-aggregate throughput of the indicators service against raw aiokafka, in one run on one broker.
+
+    .venv/bin/python bench/indicators.py [--events N] [--cpts C] [--database sqlite|postgresql] [--quick]
+
+RAW         an ``AIOKafkaConsumer`` in a fresh group reads the registry and snp-dispatch topics and decodes
+            every value (``json.loads``). Rate = N / (first send -> the consumer holds all N).
+INDICATORS  the indicators service (``running_service``: its consumers, relay and API, in this process)
+            applies the same events in its ``indicators.facts`` group: facts inserted, snapshots of the
+            touched CPTS x periods recomputed and written to the outbox. Rate = N / (first send -> N rows in
+            ``processed_event`` for that group).
+LATENCY     then, one ``CareRequestReceived`` at a time: published -> the count served by
+            ``GET /indicators/cpts/{id}/series/snp.requests.received`` (current month) includes it (polled
+            every 10 ms); p50 / p95 / max.
+
+Events (encoded up front, sent with ``cpts_platform.kafka.new_producer``): per CPTS one ``CptsRegistered`` and
+its professionals, then snp-dispatch traffic over the last months: slots published, care requests received,
+appointments booked and fulfilled (or no-show).
+Results: a table on stdout and ``bench/results/indicators.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer
+
+from cpts_events import encode, new_event, topics
+from cpts_events import registry as r
+from cpts_events import snp_dispatch as s
+from cpts_indicators.app import service
+from cpts_indicators.domain.periods import PeriodKind, period_of
+from cpts_platform.auth import LocalIssuer
+from cpts_platform.db import Database
+from cpts_platform.dev.broker import LocalBroker, free_port
+from cpts_platform.kafka import ensure_topics, new_producer
+from cpts_platform.logging import configure_logging
+from cpts_platform.testing import (
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_reachable,
+    running_service,
+    settings_for,
+)
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "indicators.json"
+TARGET_RATIO = 0.5
+TARGET_P95_S = 1.0
+SNP = "/cpts/snp-dispatch"
+REGISTRY = "/cpts/registry"
+
+
+def _at(payload, when: datetime, source: str):
+    return replace(new_event(payload, source=source), time=when)
+
+
+def cpts_id(i: int) -> str:
+    return f"69{i:07d}"
+
+
+def generate(n: int, n_cpts: int, seed: int = 1) -> list:
+    """About n events: registry first (CPTS, professionals), then snp-dispatch traffic of the last 90 days."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    events = []
+    professionals: dict[str, list[str]] = {}
+    for c in range(n_cpts):
+        cid = cpts_id(c)
+        events.append(_at(r.CptsRegistered(cpts_id=cid, name=f"CPTS {c}", stage="aci_signed",
+                                           communes=["69259"], population=60000 + c, size_band=2,
+                                           departements=["69"]), now - timedelta(days=200), REGISTRY))
+        professionals[cid] = [f"81{c:03d}{p:07d}" for p in range(30)]
+        for idnps in professionals[cid]:
+            events.append(_at(r.ProfessionalRegistered(
+                idnps=idnps, family_name="Nom", given_name="Prénom", profession_code="10",
+                specialty_code="SM54", cpts_ids=[cid]), now - timedelta(days=190), REGISTRY))
+    i = 0
+    while len(events) < n:
+        cid = cpts_id(rng.randrange(n_cpts))
+        idnps = rng.choice(professionals[cid])
+        received = now - timedelta(days=rng.uniform(1, 90))
+        kind = rng.random()
+        if kind < 0.3:
+            start = received + timedelta(hours=rng.randrange(1, 72))
+            events.append(_at(s.SlotPublished(
+                slot_id=f"slot-{i}", idnps=idnps, cpts_ids=[cid], site_id="S1", start=start,
+                end=start + timedelta(minutes=20), service_type="AMB", visibility=["SNP", "PRO"],
+                appointment_type="ROUTINE"), received, SNP))
+        else:
+            request_id = f"req-{i}"
+            events.append(_at(s.CareRequestReceived(
+                request_id=request_id, origin=rng.choice(["sas", "cpts_phone", "member_referral"]),
+                cpts_id=cid, commune_insee="69259", departement="69", urgency="24h", reason_category="fievre",
+                has_mt=rng.random() < 0.8, age_band="adult", received_at=received), received, SNP))
+            if rng.random() < 0.8:
+                booked = received + timedelta(minutes=30)
+                start = received + timedelta(hours=rng.uniform(1, 72))
+                facts = dict(request_id=request_id, idnps=idnps, cpts_ids=[cid], request_cpts_id=cid,
+                             origin="sas", kind="slot", request_received_at=received,
+                             appointment_id=f"apt-{i}",
+                             start=start, service_type="AMB", slot_id=f"slot-x-{i}")
+                events.append(_at(s.AppointmentBooked(**facts, booked_at=booked), booked, SNP))
+                seen = start + timedelta(minutes=30)
+                outcome = s.AppointmentFulfilled if rng.random() < 0.9 else s.AppointmentNoShow
+                events.append(_at(outcome(**facts, recorded_at=seen), seen, SNP))
+        i += 1
+    return events[:n]
+
+
+def encoded(events) -> list:
+    return [encode(e) for e in events]
+
+
+async def send_all(bootstrap: str, prefix: str, records) -> float:
+    producer = new_producer(bootstrap, client_id="bench-producer")
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(prefix + rec.topic, value=rec.value, key=rec.key, headers=rec.headers)
+                   for rec in records]
+        await asyncio.gather(*futures)
+        return started
+    finally:
+        await producer.stop()
+
+
+async def raw_run(bootstrap: str, records) -> dict:
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    names = [prefix + topics.REGISTRY, prefix + topics.SNP_DISPATCH]
+    await ensure_topics(bootstrap, names)
+    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=prefix + "raw",
+                                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
+    await consumer.start()
+    # Wait for the group's assignment, as the service waits to be ready.
+    while not consumer.assignment():
+        await asyncio.sleep(0.05)
+    n = len(records)
+    count = 0
+    done = asyncio.Event()
+    finished = 0.0
+
+    async def consume():
+        nonlocal count, finished
+        while count < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for records_ in batches.values():
+                for record in records_:
+                    json.loads(record.value)
+                    count += 1
+            if batches:
+                await consumer.commit()
+        finished = time.perf_counter()
+        done.set()
+
+    task = asyncio.create_task(consume())
+    started = await send_all(bootstrap, prefix, records)
+    await asyncio.wait_for(done.wait(), timeout=600)
+    await task
+    await consumer.stop()
+    seconds = finished - started
+    return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1)}
+
+
+async def processed(database: Database, group: str) -> int:
+    async with database.sessions() as session:
+        p = database.tables.processed_event
+        return (await session.execute(sa.select(sa.func.count()).select_from(p).where(
+            p.c.consumer_group == group))).scalar_one()
+
+
+async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Path, *, batch_size: int,
+                         latency_samples: int) -> dict:
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    await ensure_topics(bootstrap, [prefix + t for t in (topics.REGISTRY, topics.SNP_DISPATCH,
+                                                         topics.PATIENT_MATCHING, "indicators")])
+    settings = settings_for(service, database_url=database_url, kafka_broker=bootstrap, topic_prefix=prefix,
+                            var_dir=var_dir, consumer_batch_size=batch_size, log_level="WARNING")
+    n = len(records)
+    group = prefix + "indicators.facts"
+    async with running_service(service, settings) as client:
+        configure_logging(service="bench", level="WARNING")
+        database = Database(database_url, service.tables)
+        try:
+            started = await send_all(bootstrap, prefix, records)
+            sent_s = time.perf_counter() - started
+            while (count := await processed(database, group)) < n:
+                await asyncio.sleep(0.2)
+            seconds = time.perf_counter() - started
+            async with database.sessions() as session:
+                outbox = (await session.execute(sa.text("SELECT count(*) FROM outbox_event"))).scalar_one()
+            result = {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1),
+                      "all_sent_s": round(sent_s, 3), "snapshots_written": outbox, "batch_size": batch_size}
+            result["latency"] = await latency(client, bootstrap, prefix, var_dir, latency_samples)
+            return result
+        finally:
+            await database.dispose()
+
+
+async def latency(client, bootstrap: str, prefix: str, var_dir: Path, samples: int) -> dict:
+    """Published -> visible through the API, one request at a time."""
+    issuer = LocalIssuer(var_dir / "local-issuer")
+    headers = {"Authorization": f"Bearer {issuer.mint(subject='bench', roles=['ars'], departements=['69'])}"}
+    cid = cpts_id(0)
+
+    async def received_count() -> float | None:
+        # One indicator for the current month: what a dashboard polling that figure reads.
+        key = period_of(PeriodKind.MONTH, datetime.now(UTC)).key
+        body = (await client.get(f"/indicators/cpts/{cid}/series/snp.requests.received",
+                                 params={"period": "month", "from": key, "to": key}, headers=headers)).json()
+        return body["points"][0]["value"]
+
+    producer = new_producer(bootstrap, client_id="bench-latency")
+    await producer.start()
+    times = []
+    try:
+        before = await received_count()
+        for k in range(samples):
+            now = datetime.now(UTC)
+            record = encode(_at(s.CareRequestReceived(
+                request_id=f"lat-{k}", origin="sas", cpts_id=cid, commune_insee="69259", departement="69",
+                urgency="24h", reason_category="fievre", has_mt=True, age_band="adult", received_at=now),
+                now, SNP))
+            started = time.perf_counter()
+            await (await producer.send(prefix + record.topic, value=record.value, key=record.key,
+                                       headers=record.headers))
+            while True:
+                value = await received_count()
+                if value is not None and (before is None or value > before):
+                    break
+                await asyncio.sleep(0.01)
+            times.append(time.perf_counter() - started)
+            before = value
+    finally:
+        await producer.stop()
+    times.sort()
+    return {"samples": len(times), "p50_s": round(statistics.median(times), 3),
+            "p95_s": round(times[max(0, int(round(0.95 * len(times))) - 1)], 3), "max_s": round(times[-1], 3)}
+
+
+async def main_async(args) -> dict:
+    configure_logging(service="bench", level="WARNING")
+    events = generate(args.events, args.cpts)
+    records = encoded(events)
+    mix: dict[str, int] = {}
+    for e in events:
+        mix[e.type.split(".")[-2]] = mix.get(e.type.split(".")[-2], 0) + 1
+    broker = None
+    bootstrap = args.bootstrap_servers
+    if not bootstrap:
+        broker = LocalBroker(port=free_port())
+        broker.start()
+        bootstrap = broker.bootstrap_servers
+    results: dict = {"events": len(records), "cpts": args.cpts, "mix": mix, "cpus": os.cpu_count(),
+                     "python": platform.python_version(), "at": datetime.now(UTC).isoformat(),
+                     "load_before": os.getloadavg()}
+    try:
+        await raw_run(bootstrap, records[: min(2000, len(records))])  # warm-up
+        raws = [await raw_run(bootstrap, records) for _ in range(args.raw_repeats)]
+        raw = sorted(raws, key=lambda x: x["events_per_second"])[len(raws) // 2]
+        results["raw"] = raw
+        results["raw_runs"] = [x["events_per_second"] for x in raws]
+        with tempfile.TemporaryDirectory() as tmp:
+            for db in args.databases:
+                pg_name = None
+                if db == "sqlite":
+                    url = f"sqlite+aiosqlite:///{tmp}/indicators-{uuid.uuid4().hex[:6]}.db"
+                else:
+                    pg_name, url = await asyncio.to_thread(create_postgres_database)
+                try:
+                    res = await indicators_run(bootstrap, records, url, Path(tmp) / f"var-{db}",
+                                               batch_size=args.batch_size,
+                                               latency_samples=args.latency_samples)
+                finally:
+                    if pg_name:
+                        await asyncio.to_thread(drop_postgres_database, pg_name)
+                res["ratio"] = round(res["events_per_second"] / raw["events_per_second"], 3)
+                ok = res["ratio"] >= TARGET_RATIO and res["latency"]["p95_s"] < TARGET_P95_S
+                res["verdict"] = "PASS" if ok else "FAIL"
+                results[db] = res
+    finally:
+        if broker:
+            broker.stop()
+    results["load_after"] = os.getloadavg()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--cpts", type=int, default=5)
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default=None)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--raw-repeats", type=int, default=3)
+    parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="3 000 events, 20 latency samples, SQLite")
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("CPTS_BENCH_KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--check", action="store_true", help="exit 1 when a database does not PASS")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.latency_samples = 3000, 20
+        args.database = args.database or "sqlite"
+    if args.database is None:
+        args.database = "both" if postgres_reachable() else "sqlite"
+    args.databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    results = asyncio.run(main_async(args))
+    raw = results["raw"]
+    print(f"indicators consume-and-aggregate vs raw aiokafka - {results['events']} events, {args.cpts} CPTS, "
+          f"{results['cpus']} CPUs, target ratio >= {TARGET_RATIO}, p95 < {TARGET_P95_S} s")
+    print(f"{'measurement':<24}{'events/s':>10}{'seconds':>9}{'ratio':>8}{'p95 s':>8}{'snapshots':>11}"
+          "  verdict")
+    print("-" * 80)
+    print(f"{'raw aiokafka':<24}{raw['events_per_second']:>10,.0f}{raw['seconds']:>9.2f}")
+    for db in args.databases:
+        res = results[db]
+        print(f"{'indicators ' + db:<24}{res['events_per_second']:>10,.0f}{res['seconds']:>9.2f}"
+              f"{res['ratio']:>8.3f}{res['latency']['p95_s']:>8.3f}{res['snapshots_written']:>11}"
+              f"  {res['verdict']}")
+    print(f"  raw runs: {results['raw_runs']} events/s (median used); mix: {results['mix']}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    if args.check and any(results[db]["verdict"] != "PASS" for db in args.databases):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
