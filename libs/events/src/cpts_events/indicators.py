@@ -44,8 +44,8 @@ class IndicatorValue(IndicatorCell):
 
 @event_type("fr.cpts.indicators.snapshot.v1", topic=topics.INDICATORS, key="cpts_id",
             description="The indicators of a CPTS for a period changed: every indicator of the catalogue, "
-                        "with small cells masked. Sent at most once per CPTS and period per batch of events "
-                        "consumed; `sequence` orders the snapshots of one CPTS and period.")
+                        "with small cells masked. Sent at most once per CPTS and period per snapshot interval, "
+                        "when the masked content changed; `sequence` orders the snapshots of one CPTS and period.")
 class IndicatorSnapshot(EventPayload):
     cpts_id: str = Field(pattern=FINESS_PATTERN)
     period: PeriodKind
