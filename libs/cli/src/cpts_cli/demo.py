@@ -130,3 +130,46 @@ def seed_slots(snp_url: str, token: str, *, days: int = 7) -> dict[str, int]:
                 elif response.status_code not in (409, 422):  # 409: already published; 422: all in the past
                     response.raise_for_status()
     return figures
+
+
+FAMILY_NAMES = ["MARTIN", "BERNARD", "THOMAS", "PETIT", "ROBERT", "RICHARD", "DURAND", "DUBOIS", "MOREAU",
+                "LAURENT", "SIMON", "MICHEL", "LEFEBVRE", "LEROY", "ROUX", "DAVID", "BERTRAND", "MOREL",
+                "FOURNIER", "GIRARD", "BONNET", "DUPONT", "LAMBERT", "FONTAINE", "ROUSSEAU", "VINCENT",
+                "MULLER", "LEFEVRE", "FAURE", "ANDRE", "MERCIER", "BLANC", "GUERIN", "BOYER", "GARNIER",
+                "CHEVALIER", "FRANCOIS", "LEGRAND", "GAUTHIER", "GARCIA", "PERRIN", "ROBIN", "CLEMENT"]
+FIRST_NAMES = {"F": ["Marie", "Jeanne", "Camille", "Louise", "Chloé", "Léa", "Nathalie", "Sylvie", "Fatima",
+                     "Yasmine", "Monique", "Isabelle", "Inès", "Emma"],
+               "M": ["Jean", "Pierre", "Louis", "Lucas", "Hugo", "Mohamed", "Karim", "Michel", "Alain",
+                     "Thomas", "Nicolas", "Paul", "Gabriel", "Bernard"]}
+
+
+def seed_patients(matching_url: str, token: str, *, count: int = 400) -> dict[str, int]:
+    """Enrol the demo CPTS's patients without a médecin traitant (the guichet's list), once: a deterministic,
+    plausible mix of ages, ALD, C2S and other priority facts, living in the territory's communes."""
+    figures = {"patients": 0}
+    rng = random.Random(7)
+    today = datetime.now(PARIS).date()
+    with httpx.Client(base_url=matching_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        existing = client.get(f"/cpts/{DEMO_CPTS_ID}/patients", params={"limit": 1})
+        if existing.status_code == 200 and existing.json().get("total", 0) > 0:
+            return figures
+        for _ in range(count):
+            sex = rng.choice("FM")
+            age = rng.choice([rng.randint(2, 15), rng.randint(18, 69), rng.randint(18, 69), rng.randint(70, 92)])
+            birth = today.replace(year=today.year - age) - timedelta(days=rng.randint(1, 360))
+            ald = rng.random() < (0.45 if age >= 70 else 0.15)
+            response = client.post(f"/cpts/{DEMO_CPTS_ID}/patients", json={
+                "identity": {"birth_name": rng.choice(FAMILY_NAMES), "first_names": rng.choice(FIRST_NAMES[sex]),
+                             "birth_date": birth.isoformat(), "sex": sex,
+                             "phone": f"06{rng.randint(10_000_000, 99_999_999)}"},
+                "commune_insee": rng.choice(DEMO_COMMUNES),
+                "mobility": {"max_distance_km": rng.choice([5, 10, 15, 20]),
+                             "needs_home_visit": age >= 80 and rng.random() < 0.3},
+                "priority": {"ald": ald, "c2s": rng.random() < 0.12, "disability": rng.random() < 0.05,
+                             "pregnancy": sex == "F" and 18 <= age <= 42 and rng.random() < 0.08},
+                "consent": True})
+            if response.status_code in (200, 201):
+                figures["patients"] += response.status_code == 201
+            elif response.status_code != 409:
+                response.raise_for_status()
+    return figures

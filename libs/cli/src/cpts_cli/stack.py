@@ -126,6 +126,9 @@ def run_stack(*, var_dir: Path, seed: bool, ready_timeout: float = 60.0) -> int:
             slots = demo.seed_slots(urls["snp-dispatch"], token)
             _say(f"  Créneaux de soins non programmés publiés : {slots['slots']} nouveaux, pour "
                  f"{slots['effecteurs']} effecteurs.")
+            patients = demo.seed_patients(urls["patient-matching"], token)
+            if patients["patients"]:
+                _say(f"  Patients sans médecin traitant inscrits au guichet : {patients['patients']}.")
 
         _say("\nPlateforme prête :")
         for name, url in app_urls.items():
