@@ -24,7 +24,8 @@ from cpts_snp_dispatch.app import service
 from cpts_snp_dispatch.domain.slots import check_specs
 from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow, SlotRow
 
-REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+# Copies of the official SAS examples and package (sources and licences in their READMEs).
+REFERENCE = Path(__file__).resolve().parent / "reference"
 EXAMPLES = REFERENCE / "sas-ig-examples"
 SAS_PACKAGE = REFERENCE / "fhir-packages" / "ans.fhir.fr.sas-1.2.0.tgz"
 NOW = datetime.now(UTC).replace(microsecond=0)
