@@ -51,12 +51,12 @@ COPY --from=builder /app/services /app/services
 
 USER cpts:cpts
 
-# registry, snp-dispatch, patient-matching, indicators
-EXPOSE 8001 8002 8003 8004
+# console, registry, snp-dispatch, patient-matching, indicators
+EXPOSE 8000 8001 8002 8003 8004
 
-# Generic liveness probe: succeeds when any platform service answers /healthz in this container.
+# Generic liveness probe: succeeds when any platform service (or the console) answers /healthz here.
 # docker-compose.yml replaces it per service with a readiness probe on the service's own port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request\nfor port in (8001, 8002, 8003, 8004):\n    try:\n        urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=1)\n    except Exception:\n        continue\n    sys.exit(0)\nsys.exit(1)"]
+    CMD ["python", "-c", "import sys, urllib.request\nfor port in (8000, 8001, 8002, 8003, 8004):\n    try:\n        urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=1)\n    except Exception:\n        continue\n    sys.exit(0)\nsys.exit(1)"]
 
 CMD ["cpts", "--help"]
