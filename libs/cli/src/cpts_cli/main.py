@@ -30,8 +30,10 @@ def serve(service: str, host: Annotated[Optional[str], typer.Option()] = None,
     from cpts_cli.services import build_app
 
     asgi_app, settings = build_app(service)
+    # Idle keep-alive connections live longer than a reverse proxy's (nginx: 60 s), so the proxy, never the
+    # service, closes them: a request is never sent on a connection the service is closing.
     uvicorn.run(asgi_app, host=host or settings.http_host, port=port or settings.http_port,
-                log_level="warning", access_log=False, lifespan="on")
+                log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=75)
 
 
 @app.command()

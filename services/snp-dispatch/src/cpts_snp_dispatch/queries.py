@@ -151,28 +151,37 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     # 2. The professionals of the area (for cards without slots) and those with slots, from the read model.
     area = [c.insee for c in communes().within(lat, lon, radius)]
     wanted = set(with_slots) | ({request.mt_idnps} if request.mt_idnps else set())
-    # Long lists go as expanding parameters: one cached statement whatever their length.
-    rows = (await session.exec(select(ProfessionalView).where(
-        ProfessionalView.active,
-        sa.or_(col(ProfessionalView.idnps).in_(sa.bindparam("wanted", expanding=True)),
-               sa.and_(col(ProfessionalView.commune_insee).in_(sa.bindparam("area", expanding=True)),
-                       ProfessionalView.profession_code == GP_PROFESSION))),
-        params={"wanted": sorted(wanted), "area": area})).all()
-    professionals = {p.idnps: p for p in rows}
+    # Long lists go as expanding parameters: one cached statement whatever their length. Only what ranking needs
+    # is read for the whole area (hundreds of professionals in a city); the cards' details for the page below.
+    view = ProfessionalView.__table__.c
+    rows = (await session.execute(
+        sa.select(view.idnps, view.sas_participant, view.accepts_en_sus, view.sites).where(
+            view.active,
+            sa.or_(view.idnps.in_(sa.bindparam("wanted", expanding=True)),
+                   sa.and_(view.commune_insee.in_(sa.bindparam("area", expanding=True)),
+                           view.profession_code == GP_PROFESSION))),
+        {"wanted": sorted(wanted), "area": area})).all()
     candidates: list[Candidate] = []
-    for idnps, p in professionals.items():
+    en_sus_ids: list[str] = []
+    for idnps, sas_participant, accepts_en_sus, sites in rows:
         own = idnps == request.mt_idnps
         if idnps in with_slots:
             distance, count, first = with_slots[idnps]
         else:
-            distance, count, first = _site_distance(p.sites, lat, lon), 0, None
+            distance, count, first = _site_distance(sites, lat, lon), 0, None
             if not own and (distance is None or distance > radius):
                 continue
-        candidates.append(Candidate(idnps=idnps, sas_participant=p.sas_participant,
+        candidates.append(Candidate(idnps=idnps, sas_participant=sas_participant,
                                     distance_km=distance if distance is not None else max_radius,
                                     first_start=first, slot_count=count, is_own_doctor=own))
+        if accepts_en_sus and not with_slots:
+            en_sus_ids.append(idnps)
     ordered = rank(candidates, by_distance=request.located_by == "address", seed=request.search_seed)
     page = ordered[offset:offset + limit]
+    details = {c.idnps for c in page} | set(en_sus_ids)
+    professionals = {p.idnps: p for p in (await session.exec(select(ProfessionalView).where(
+        col(ProfessionalView.idnps).in_(sa.bindparam("ids", expanding=True))),
+        params={"ids": sorted(details)})).all()} if details else {}
 
     # 3. The first free slots of the page's professionals, grouped today / tomorrow / after tomorrow.
     slots_of = await _first_slots(session, [c.idnps for c in page if c.slot_count], now=now,
@@ -256,7 +265,7 @@ async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, 
 async def _en_sus(session: AsyncSession, candidates: list[Candidate], professionals: dict[str, ProfessionalView],
                   now: datetime) -> list[EnSusCandidate]:
     """Effecteurs of the area who accept patients beyond their slots and have room left this week."""
-    accepting = [c for c in candidates if professionals[c.idnps].accepts_en_sus]
+    accepting = [c for c in candidates if c.idnps in professionals and professionals[c.idnps].accepts_en_sus]
     if not accepting:
         return []
     start, end = week_bounds(now)
