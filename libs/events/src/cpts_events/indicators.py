@@ -52,9 +52,32 @@ class IndicatorSnapshot(EventPayload):
     period_key: str = Field(description="2026-11-23, 2026-W48, 2026-11, 2026-Q4 or 2026 (Europe/Paris time).")
     period_start: datetime
     period_end: datetime
-    final: bool = Field(description="The period is closed and the values should no longer change.")
+    final: bool = Field(description="The period is closed (Paris time): sent once per CPTS and closed period, "
+                                    "then only if a late event corrects it (final too, higher `sequence`).")
     sequence: int = Field(ge=1)
     catalogue_version: str
     small_cell_threshold: int = Field(ge=1, description="Counts from 1 to this value minus one are masked.")
     computed_at: datetime
     indicators: list[IndicatorValue]
+
+
+class QuestionnaireAnswer(EventPayload):
+    item_id: str = Field(description="Item of the questionnaire, q01 to q42.")
+    value: bool | int | str | list[str] = Field(
+        description="yes/no: a boolean; number: an integer; choice: an option value, or a list of them; month: "
+                    "YYYY-MM.")
+    prefilled: bool = Field(description="Taken from the registry (size band, communes, members, missions).")
+
+
+@event_type("fr.cpts.indicators.questionnaire.submitted.v1", topic=topics.INDICATORS, key="cpts_id",
+            description="A CPTS submitted its yearly steering questionnaire (self-assessment in 42 items: "
+                        "Structure, Processus, Résultats). Free-text answers may name people: they are withheld "
+                        "(`withheld` lists them) and stay in the indicators service. At most one per CPTS and year.")
+class QuestionnaireSubmitted(EventPayload):
+    cpts_id: str = Field(pattern=FINESS_PATTERN)
+    year: int = Field(ge=2019, le=2100)
+    questionnaire_version: str
+    submitted_at: datetime
+    answers: list[QuestionnaireAnswer] = Field(description="Every item answered, in the questionnaire's order.")
+    withheld: list[str] = Field(default_factory=list,
+                                description="Items answered in free text, not sent (may hold personal data).")

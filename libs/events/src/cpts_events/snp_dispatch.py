@@ -73,6 +73,16 @@ class SlotReleased(EventPayload):
     hold_id: str
 
 
+@event_type("fr.cpts.snp.slot.hold_expired.v1", topic=topics.SNP_DISPATCH, key="idnps",
+            description="A hold reached its expiry without a booking: the slot is free again.")
+class SlotHoldExpired(EventPayload):
+    slot_id: str
+    idnps: str = Idnps
+    hold_id: str
+    request_id: str
+    expired_at: datetime
+
+
 @event_type("fr.cpts.snp.care_request.received.v1", topic=topics.SNP_DISPATCH, key="request_id",
             description="A care request was taken by a regulator or a CPTS secretary (no patient identity).")
 class CareRequestReceived(EventPayload):

@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+from cpts_indicators.api.custom import router as custom_router
 from cpts_indicators.api.fhir import router as fhir_router
+from cpts_indicators.api.questionnaire import router as questionnaire_router
+from cpts_indicators.api.report import router as report_router
 from cpts_indicators.api.routes import router
 from cpts_indicators.consumers import SUBSCRIPTIONS
 from cpts_indicators.repository import metadata, tables
@@ -18,6 +21,6 @@ service = ServiceDefinition(
     metadata=metadata,
     tables=tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router, fhir_router],
+    routers=[router, fhir_router, questionnaire_router, report_router, custom_router],
     subscriptions=SUBSCRIPTIONS,
 )

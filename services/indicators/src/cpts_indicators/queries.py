@@ -36,9 +36,11 @@ from cpts_indicators.domain.catalogue import (
     attribute_type,
     catalogue,
 )
+from cpts_indicators.domain.custom import extended, is_hidden, stored_definitions
 from cpts_indicators.domain.facts import PROFESSIONAL_SCOPE
 from cpts_indicators.domain.masking import MISSING_CATEGORY, Measure, PublishedValue, RawValue, publish
 from cpts_indicators.domain.periods import Period
+from cpts_indicators.repository import custom_indicators_of
 from cpts_indicators.repository import facts_table as facts
 from cpts_platform.db import UtcDateTime
 
@@ -300,10 +302,22 @@ def evaluate(session: Session, catalogue: Catalogue, cpts_id: str, periods: list
     return out
 
 
+async def cpts_definitions(session: AsyncSession, cpts_id: str) -> tuple[Catalogue, list[str]]:
+    """The catalogue with the CPTS's active custom indicators after the built-in ones, and the ids shown (the
+    parts of a custom ratio are computed, not shown)."""
+    custom = [d for row in await custom_indicators_of(session, cpts_id) for d in stored_definitions(row)]
+    definitions = extended(catalogue(), custom)
+    return definitions, [d.id for d in definitions.indicators if not is_hidden(d.id)]
+
+
 async def published_values(session: AsyncSession, *, cpts_id: str, periods: list[Period], threshold: int,
-                           ids: list[str] | None = None, definitions: Catalogue | None = None
-                           ) -> list[PublishedValue]:
-    """The masked values of the indicators `ids` (default: all) of a CPTS, period by period."""
+                           ids: list[str] | None = None, definitions: Catalogue | None = None,
+                           custom: bool = False) -> list[PublishedValue]:
+    """The masked values of the indicators `ids` (default: all) of a CPTS, period by period; with `custom`,
+    its custom indicators too."""
+    if custom and definitions is None:
+        definitions, shown = await cpts_definitions(session, cpts_id)
+        ids = ids if ids is not None else shown
     definitions = definitions or catalogue()
     raw = await session.run_sync(lambda sync: evaluate(sync, definitions, cpts_id, periods, ids))
     return [value for period in periods

@@ -185,3 +185,189 @@ async def known_cpts(session: AsyncSession) -> list[str]:
     return list((await session.execute(
         sa.select(f.c.cpts_id).where(f.c.cpts_id != PROFESSIONAL_SCOPE).distinct().order_by(f.c.cpts_id)
     )).scalars())
+
+
+class IndicatorTarget(IndicatorsTable, table=True):
+    """A yearly ACI target of a CPTS for one indicator of the catalogue, recorded by its coordinator."""
+
+    __tablename__ = "indicator_target"
+
+    cpts_id: str = Field(primary_key=True, max_length=9)
+    year: int = Field(primary_key=True)
+    indicator_id: str = Field(primary_key=True, max_length=100)
+    target: float
+    recorded_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    recorded_by: str = Field(max_length=200)
+
+
+targets_table: sa.Table = IndicatorTarget.__table__  # type: ignore[assignment]
+CONTRACT_EVENTS = ("fr.cpts.registry.cpts.registered.v1", "fr.cpts.registry.cpts.stage.changed.v1")
+
+
+async def replace_targets(session: AsyncSession, *, cpts_id: str, year: int, targets: dict[str, float],
+                          recorded_by: str, now: datetime) -> None:
+    """Make `targets` the whole set of targets of a CPTS for a year (an indicator left out has none)."""
+    t = targets_table
+    await session.execute(sa.delete(t).where(t.c.cpts_id == cpts_id, t.c.year == year))
+    if targets:
+        await session.execute(sa.insert(t), [
+            {"cpts_id": cpts_id, "year": year, "indicator_id": indicator_id, "target": target,
+             "recorded_at": now, "recorded_by": recorded_by} for indicator_id, target in targets.items()])
+
+
+async def targets_of(session: AsyncSession, cpts_id: str, year: int) -> list[IndicatorTarget]:
+    return list((await session.execute(
+        sa.select(IndicatorTarget).where(IndicatorTarget.cpts_id == cpts_id, IndicatorTarget.year == year)
+        .order_by(IndicatorTarget.indicator_id))).scalars())
+
+
+async def cpts_contract(session: AsyncSession, cpts_id: str) -> dict[str, Any] | None:
+    """The CPTS's ACI contract as its latest registry fact says it (stage, `missions`, `aci_signed_on`), or
+    None; `missions` is absent from facts recorded before the registry's missions were kept."""
+    f = facts_table
+    row = (await session.execute(
+        sa.select(f.c.attributes).where(f.c.cpts_id == cpts_id, f.c.entity == cpts_id,
+                                        f.c.event_type.in_(CONTRACT_EVENTS))
+        .order_by(f.c.event_time.desc(), f.c.event_id.desc()).limit(1))).first()
+    return dict(row[0]) if row is not None else None
+
+
+class SteeringQuestionnaire(IndicatorsTable, table=True):
+    """The yearly steering questionnaire of a CPTS: a draft its coordinator saves and completes, then submits
+    (read-only from then on). `answers` maps item ids to values; `prefilled` lists the items whose answer was
+    taken from the registry when submitted."""
+
+    __tablename__ = "steering_questionnaire"
+
+    cpts_id: str = Field(primary_key=True, max_length=9)
+    year: int = Field(primary_key=True)
+    status: str = Field(max_length=10)
+    questionnaire_version: str = Field(max_length=20)
+    answers: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON(), nullable=False))
+    prefilled: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    updated_by: str = Field(max_length=200)
+    submitted_at: datetime | None = Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+
+
+questionnaires_table: sa.Table = SteeringQuestionnaire.__table__  # type: ignore[assignment]
+
+
+async def questionnaire_of(session: AsyncSession, cpts_id: str, year: int, *, for_update: bool = False
+                           ) -> SteeringQuestionnaire | None:
+    statement = sa.select(SteeringQuestionnaire).where(SteeringQuestionnaire.cpts_id == cpts_id,
+                                                       SteeringQuestionnaire.year == year)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalars().first()
+
+
+async def lock_questionnaire(session: AsyncSession, cpts_id: str, year: int, *, version: str, by: str,
+                             now: datetime) -> SteeringQuestionnaire:
+    """The questionnaire of a CPTS and year, locked until the transaction ends: an empty draft is inserted first
+    when there is none (two first saves at once then wait for each other instead of colliding)."""
+    q = questionnaires_table
+    await session.execute(upsert(session.bind.dialect.name, q).values(
+        cpts_id=cpts_id, year=year, status="draft", questionnaire_version=version, answers={}, prefilled=[],
+        updated_at=now, updated_by=by).on_conflict_do_nothing(index_elements=[q.c.cpts_id, q.c.year]))
+    row = await questionnaire_of(session, cpts_id, year, for_update=True)
+    assert row is not None
+    return row
+
+
+async def questionnaires(session: AsyncSession, *, cpts_ids: Iterable[str] | None = None, year: int | None = None,
+                         status: str | None = None) -> list[SteeringQuestionnaire]:
+    """The questionnaires of these CPTS (all when None), of one year or all years, by CPTS then year."""
+    q = SteeringQuestionnaire
+    statement = sa.select(q).order_by(q.cpts_id, q.year)
+    if cpts_ids is not None:
+        statement = statement.where(q.cpts_id.in_(list(cpts_ids)))
+    if year is not None:
+        statement = statement.where(q.year == year)
+    if status is not None:
+        statement = statement.where(q.status == status)
+    return list((await session.execute(statement)).scalars())
+
+
+async def cpts_territories(session: AsyncSession) -> dict[str, dict[str, Any]]:
+    """Every CPTS's territory as its latest registry fact says it (as `cpts_profile`, for all CPTS at once)."""
+    f = facts_table
+    out: dict[str, dict[str, Any]] = {}
+    for cpts_id, event_type, attributes in (await session.execute(
+            sa.select(f.c.cpts_id, f.c.event_type, f.c.attributes)
+            .where(f.c.entity == f.c.cpts_id, f.c.event_type.in_(TERRITORY_EVENTS))
+            .order_by(f.c.cpts_id, f.c.event_time, f.c.event_id))).all():
+        name = out.get(cpts_id, {}).get("name")
+        if event_type == TERRITORY_EVENTS[0] and name is None:
+            name = attributes.get("name")
+        out[cpts_id] = {**attributes, "name": name}
+    return out
+
+
+class CustomIndicator(IndicatorsTable, table=True):
+    """An indicator a CPTS defined itself (`domain/custom.py`): a count, or a ratio of two counts, of facts.
+    `numerator` / `denominator` hold each part (kind of fact, filters). Deleting one deactivates it: its id
+    stays the CPTS's, and defining it again makes its next version."""
+
+    __tablename__ = "custom_indicator"
+
+    cpts_id: str = Field(primary_key=True, max_length=9)
+    slug: str = Field(primary_key=True, max_length=40)
+    version: int = 1
+    active: bool = True
+    label: str = Field(max_length=200)
+    description: str = Field(default="", max_length=1000)
+    unit: str = Field(max_length=40)
+    direction: str = Field(max_length=10)
+    kind: str = Field(max_length=10)
+    scale: float = 1.0
+    numerator: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON(), nullable=False))
+    denominator: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
+    updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    updated_by: str = Field(max_length=200)
+
+
+async def custom_indicators_of(session: AsyncSession, cpts_id: str, *, active_only: bool = True
+                               ) -> list[CustomIndicator]:
+    statement = sa.select(CustomIndicator).where(CustomIndicator.cpts_id == cpts_id) \
+        .order_by(CustomIndicator.slug)
+    if active_only:
+        statement = statement.where(CustomIndicator.active.is_(True))
+    return list((await session.execute(statement)).scalars())
+
+
+async def custom_indicator(session: AsyncSession, cpts_id: str, slug: str, *, for_update: bool = False
+                           ) -> CustomIndicator | None:
+    statement = sa.select(CustomIndicator).where(CustomIndicator.cpts_id == cpts_id,
+                                                 CustomIndicator.slug == slug)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalars().first()
+
+
+async def registry_cpts(session: AsyncSession) -> list[dict[str, Any]]:
+    """Every CPTS the registry told the indicators about, as its latest facts say it: name, stage,
+    départements, population, size band; with its members and active members (`cpts_member`)."""
+    f = facts_table
+    out: dict[str, dict[str, Any]] = {}
+    rows = await session.execute(
+        sa.select(f.c.cpts_id, f.c.event_type, f.c.attributes)
+        .where(f.c.cpts_id != PROFESSIONAL_SCOPE, f.c.entity == f.c.cpts_id,
+               f.c.event_type.in_(sorted({*TERRITORY_EVENTS, *CONTRACT_EVENTS})))
+        .order_by(f.c.event_time, f.c.event_id))
+    for cpts_id, event_type, attributes in rows:
+        cpts = out.setdefault(cpts_id, {"cpts_id": cpts_id, "name": None, "stage": None, "departements": [],
+                                        "population": None, "size_band": None})
+        if event_type == TERRITORY_EVENTS[0]:
+            cpts["name"] = attributes.get("name")
+        if event_type in TERRITORY_EVENTS:
+            cpts |= {k: attributes.get(k) for k in ("departements", "population", "size_band")}
+        if event_type in CONTRACT_EVENTS:
+            cpts["stage"] = attributes.get("stage")
+    counts = await session.execute(
+        sa.select(CptsMember.cpts_id, sa.func.count(), sa.func.count().filter(CptsMember.status == "active"))
+        .group_by(CptsMember.cpts_id))
+    members = {cpts_id: (n, active) for cpts_id, n, active in counts}
+    for cpts_id, cpts in out.items():
+        cpts["members"], cpts["active_members"] = members.get(cpts_id, (0, 0))
+    return [out[k] for k in sorted(out)]

@@ -12,6 +12,14 @@ the periods of the earlier facts of the same entity (a later state can move it f
 Concurrent transactions (several instances) lock the snapshot rows of their CPTS and periods, in key order,
 before computing: the last to commit computes after the others committed, so the last snapshot sent always
 includes every fact.
+
+Final snapshots: once a period has closed (Paris time: a day after its midnight, a month after its last day),
+the worker (`finalize_closed_periods`, every `FINAL_SWEEP_SECONDS` and whenever the Paris day changes) sends,
+once per CPTS and closed period, a snapshot with `final` true: for every closed period with a snapshot not yet
+final, and for the closed periods after a CPTS's last snapshot that no event touched (its stocks, such as its
+members, still have values). The snapshot row keeps `final`: a late event for a period already final is still
+counted (API, series, exports) and, when it changes the published content, sends a corrected snapshot that is
+final too, with the next sequence number: the ARS keeps, per CPTS and period, the snapshot of highest sequence.
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ import asyncio
 import hashlib
 import json
 from collections import defaultdict
-from datetime import UTC, datetime
-from typing import Any, Iterable
+from datetime import UTC, date, datetime
+from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -38,7 +46,14 @@ from cpts_events.registry import MembershipChanged, ProfessionalRegistered
 from cpts_indicators.domain.catalogue import Catalogue, catalogue
 from cpts_indicators.domain.facts import PROFESSIONAL_SCOPE, Fact
 from cpts_indicators.domain.masking import PublishedValue, publish
-from cpts_indicators.domain.periods import Period, PeriodKind, parse_period, period_of, periods_from
+from cpts_indicators.domain.periods import (
+    Period,
+    PeriodKind,
+    local_day,
+    parse_period,
+    period_of,
+    periods_from,
+)
 from cpts_indicators.queries import evaluate
 from cpts_indicators.repository import facts_table, pending_table, snapshots_table, tables
 from cpts_indicators.settings import current_settings
@@ -49,6 +64,7 @@ from cpts_platform.logging import get_logger
 log = get_logger(__name__)
 
 SOURCE = "/cpts/indicators"
+FINAL_SWEEP_SECONDS = 60.0
 PENDING_FACTS = "indicators.pending_facts"
 UNWRITTEN_FACTS = "indicators.unwritten_facts"
 MEMBERSHIP_EVENTS = (ProfessionalRegistered.__event_type__, MembershipChanged.__event_type__)
@@ -180,9 +196,11 @@ def compute_snapshots(session: Session, targets: list[Target], *, threshold: int
 
 def write_snapshots(session: Session, computed: list[tuple[Target, list[IndicatorValue]]],
                     seen: dict[tuple[str, str, str], int], *, threshold: int,
-                    definitions: Catalogue | None = None, now: datetime | None = None) -> int:
+                    definitions: Catalogue | None = None, now: datetime | None = None,
+                    finalize: bool = False) -> int:
     """Lock the snapshot rows, send those whose content changed; a row whose sequence moved since `seen` was
-    read is marked pending again instead (someone sent newer values meanwhile)."""
+    read is marked pending again instead (someone sent newer values meanwhile). A snapshot is final when its
+    row already is (a correction after a late event) or when `finalize` (its period has closed)."""
     definitions = definitions or catalogue()
     now = now or datetime.now(UTC)
     current = _lock(session, [target for target, _ in computed])
@@ -193,14 +211,17 @@ def write_snapshots(session: Session, computed: list[tuple[Target, list[Indicato
         if row.sequence != seen.get((cpts_id, kind.value, period.key), 0):
             again.append((cpts_id, kind, period))
             continue
+        final = bool(row.final) or finalize
         payload = snapshot_payload(cpts_id, period, indicators, threshold=threshold,
-                                   sequence=row.sequence + 1, computed_at=now, definitions=definitions)
+                                   sequence=row.sequence + 1, computed_at=now, definitions=definitions,
+                                   final=final)
         content, digest = _content(payload)
         if digest == row.digest:
             continue
         session.execute(sa.update(s).where(s.c.cpts_id == cpts_id, s.c.period == kind.value,
                                            s.c.period_key == period.key)
-                        .values(sequence=row.sequence + 1, digest=digest, content=content, emitted_at=now))
+                        .values(sequence=row.sequence + 1, digest=digest, content=content, emitted_at=now,
+                                final=final))
         events.append(new_event(payload, source=SOURCE, subject=f"cpts/{cpts_id}/{kind.value}/{period.key}"))
     if again:
         mark_pending(session, again)
@@ -208,17 +229,84 @@ def write_snapshots(session: Session, computed: list[tuple[Target, list[Indicato
     return len(events)
 
 
-async def snapshot_worker(database: Database, interval: float) -> None:
-    """Every `interval` seconds, the pending snapshots (run inside the service, next to the consumers)."""
+async def snapshot_worker(database: Database, interval: float, *,
+                          clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """Every `interval` seconds, the pending snapshots; every `FINAL_SWEEP_SECONDS` and whenever the Paris day
+    changes, the final snapshots of the periods that closed (run inside the service, next to the consumers)."""
+    swept: tuple[datetime, date] | None = None
     while True:
         await asyncio.sleep(interval)
         try:
             while await _refresh_round(database) >= 2000:
                 pass
+            now = clock()
+            if swept is None or local_day(now) != swept[1] \
+                    or (now - swept[0]).total_seconds() >= FINAL_SWEEP_SECONDS:
+                while await finalize_closed_periods(database, now=now) >= 2000:
+                    pass
+                swept = (now, local_day(now))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("indicator_snapshot_worker_failed", error_type=type(exc).__name__)
+
+
+def closed_periods_to_finalize(rows: Iterable[tuple[str, str, str, bool]], latest: Iterable[tuple[str, str, str]],
+                               *, kinds: Iterable[PeriodKind], now: datetime, limit: int = 2000) -> list[Target]:
+    """The (CPTS, period) whose final snapshot is due at `now`: from the snapshot rows not final yet
+    (`rows`: CPTS, kind, key, final) those whose period has ended, and the closed periods after the last
+    period with a snapshot of each CPTS and kind (`latest`: CPTS, kind, key), at most `limit`."""
+    wanted = {k.value for k in kinds}
+    out: set[Target] = set()
+    for cpts_id, kind, key, final in rows:
+        if kind in wanted and not final:
+            period = parse_period(PeriodKind(kind), key)
+            if period.end <= now:
+                out.add((cpts_id, PeriodKind(kind), period))
+    for cpts_id, kind, key in latest:
+        if kind not in wanted:
+            continue
+        period = parse_period(PeriodKind(kind), key).next()
+        while period.end <= now and len(out) < limit:
+            out.add((cpts_id, PeriodKind(kind), period))
+            period = period.next()
+    return sorted(out, key=lambda t: (t[0], t[1].value, t[2].first_day))[:limit]
+
+
+async def finalize_closed_periods(database: Database, *, now: datetime | None = None,
+                                  kinds: Iterable[PeriodKind] | None = None, threshold: int | None = None,
+                                  limit: int = 2000) -> int:
+    """Send the final snapshot of every CPTS and period that has closed by `now` and has none yet; returns how
+    many were due. As `refresh_pending`: the values are computed in a read-only session, then one short
+    transaction locks the rows and writes them (a row another instance sent meanwhile is marked pending, and
+    finalised by the next sweep)."""
+    settings = current_settings()
+    now = now or datetime.now(UTC)
+    kinds = list(kinds if kinds is not None else settings.snapshot_periods)
+    threshold = threshold if threshold is not None else settings.small_cell_threshold
+    s = snapshots_table
+    async with database.sessions() as session:
+        open_rows = (await session.execute(sa.select(s.c.cpts_id, s.c.period, s.c.period_key, s.c.final).where(
+            s.c.final.is_(False), s.c.period_start < now))).all()
+        latest_start = sa.select(s.c.cpts_id, s.c.period, sa.func.max(s.c.period_start).label("start")) \
+            .group_by(s.c.cpts_id, s.c.period).subquery()
+        latest = (await session.execute(sa.select(s.c.cpts_id, s.c.period, s.c.period_key).join(
+            latest_start, sa.and_(s.c.cpts_id == latest_start.c.cpts_id, s.c.period == latest_start.c.period,
+                                  s.c.period_start == latest_start.c.start)))).all()
+        targets = closed_periods_to_finalize(open_rows, latest, kinds=kinds, now=now, limit=limit)
+        if not targets:
+            return 0
+        seen: dict[tuple[str, str, str], int] = {}
+        for chunk in _chunks(sorted({c for c, _, _ in targets})):
+            for c, k, key, sequence in (await session.execute(sa.select(
+                    s.c.cpts_id, s.c.period, s.c.period_key, s.c.sequence).where(s.c.cpts_id.in_(chunk)))):
+                seen[(c, k, key)] = sequence
+        computed = await session.run_sync(lambda sync: compute_snapshots(sync, targets, threshold=threshold))
+    async with database.transaction() as session:
+        sent = await session.run_sync(lambda sync: write_snapshots(sync, computed, seen, threshold=threshold,
+                                                                   now=now, finalize=True))
+    log.info("indicator_snapshots_finalized", periods=len(targets), sent=sent)
+    return len(targets)
 
 
 async def _refresh_round(database: Database) -> int:
@@ -343,7 +431,7 @@ def _lock(session: Session, targets: list[Target]) -> dict[tuple[str, str, str],
     out = {}
     # One at a time, in key order: two transactions never wait on each other in a cycle.
     for c, k, p in targets:
-        row = session.execute(sa.select(s.c.sequence, s.c.digest, s.c.content).where(
+        row = session.execute(sa.select(s.c.sequence, s.c.digest, s.c.content, s.c.final).where(
             s.c.cpts_id == c, s.c.period == k.value, s.c.period_key == p.key).with_for_update()).one()
         out[(c, k.value, p.key)] = row
     return out
@@ -396,7 +484,8 @@ def refresh_snapshots(session: Session, targets: Iterable[Target], *, threshold:
             kept = previous[period.key] or {}
             indicators = [fresh[d.id] if d.id in fresh else kept[d.id] for d in definitions.indicators]
             payload = snapshot_payload(cpts_id, period, indicators, threshold=threshold,
-                                       sequence=row.sequence + 1, computed_at=now, definitions=definitions)
+                                       sequence=row.sequence + 1, computed_at=now, definitions=definitions,
+                                       final=bool(row.final))
             content, digest = _content(payload)
             if digest == row.digest:
                 continue

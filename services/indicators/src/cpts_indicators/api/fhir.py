@@ -161,7 +161,10 @@ async def search_measure(request: Request, _: Follower) -> JSONResponse:
 
 @router.get("/MeasureReport", response_class=JSONResponse,
             summary="Les indicateurs d'une CPTS pour une période (FHIR R4 MeasureReport de synthèse, petits "
-                    "effectifs masqués).", responses={200: {"content": {FHIR_JSON: {}}}})
+                    "effectifs masqués).", responses={
+                200: {"content": {FHIR_JSON: {}}},
+                400: {"description": "CPTS ou période invalide (OperationOutcome).",
+                      "content": {FHIR_JSON: {}}}})
 async def search_measure_report(
         request: Request, principal: Follower, session: ReadSessionDep, runtime: RuntimeDep,
         subject: str | None = Query(default=None, description="FINESS de la CPTS."),

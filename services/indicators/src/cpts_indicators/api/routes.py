@@ -71,6 +71,10 @@ CptsId = Annotated[str, Path(pattern=r"^\d{2}[0-9AB]\d{6}$", description="FINESS
 PeriodQuery = Annotated[PeriodKind, Query(
     description="Jour, semaine ISO, mois, trimestre ou année (heure de Paris).")]
 KeyHelp = "Clé de période (2026-11-23, 2026-W48, 2026-11, 2026-Q4, 2026) ou date contenue dans la période."
+# A range `from`..`to` holds at most `max_periods_per_request` periods (400 by default): a 422 beyond.
+RangeHelp = KeyHelp + " Au plus `max_periods_per_request` périodes (400 par défaut) de `from` à `to`."
+FromKey = Annotated[str | None, Query(alias="from", max_length=10, description=RangeHelp)]
+ToKey = Annotated[str | None, Query(alias="to", max_length=10, description=RangeHelp)]
 
 
 def _invalid(field: str, message: str) -> ProblemError:
@@ -134,13 +138,14 @@ async def read_catalogue(_: Follower, runtime: RuntimeDep) -> CataloguePublic:
 async def indicators_of_cpts(
     cpts_id: CptsId, principal: Follower, session: ReadSessionDep, runtime: RuntimeDep,
     period: PeriodQuery = PeriodKind.MONTH,
-    at: Annotated[str | None, Query(description=KeyHelp + " Défaut : la période en cours.",
+    at: Annotated[str | None, Query(max_length=10, description=KeyHelp + " Défaut : la période en cours.",
                                     examples=["2026-11"])] = None,
 ) -> CptsIndicators:
     await authorize(principal, cpts_id, session)
     wanted = _period(period, at, "at")
     threshold = _settings(runtime).small_cell_threshold
-    values = await queries.published_values(session, cpts_id=cpts_id, periods=[wanted], threshold=threshold)
+    values = await queries.published_values(session, cpts_id=cpts_id, periods=[wanted], threshold=threshold,
+                                             custom=True)
     return CptsIndicators(cpts_id=cpts_id, period=PeriodPublic.of(wanted),
                           catalogue_version=catalogue().version, small_cell_threshold=threshold,
                           computed_at=datetime.now(UTC),
@@ -151,17 +156,19 @@ async def indicators_of_cpts(
             summary="Un indicateur d'une CPTS période par période.")
 async def indicator_series(cpts_id: CptsId, indicator_id: str, principal: Follower, session: ReadSessionDep,
                            runtime: RuntimeDep, period: PeriodQuery = PeriodKind.MONTH,
-                           first: Annotated[str | None, Query(alias="from", description=KeyHelp)] = None,
-                           last: Annotated[str | None, Query(alias="to", description=KeyHelp)] = None
+                           first: FromKey = None,
+                           last: ToKey = None
                            ) -> IndicatorSeries:
     await authorize(principal, cpts_id, session)
-    definition = catalogue().by_id.get(indicator_id)
+    definitions, shown = await queries.cpts_definitions(session, cpts_id)  # with the CPTS's custom ones
+    definition = definitions.by_id.get(indicator_id) if indicator_id in shown else None
     if definition is None:
         raise ProblemError(404, f"No indicator {indicator_id}.")
     settings = _settings(runtime)
     periods = _range(period, first, last, settings.max_periods_per_request)
     values = await queries.published_values(session, cpts_id=cpts_id, periods=periods,
-                                             threshold=settings.small_cell_threshold, ids=[indicator_id])
+                                             threshold=settings.small_cell_threshold, ids=[indicator_id],
+                                             definitions=definitions)
     return IndicatorSeries(cpts_id=cpts_id, indicator=DefinitionPublic.of(definition),
                            small_cell_threshold=settings.small_cell_threshold, computed_at=datetime.now(UTC),
                            points=[SeriesPoint.from_published(v) for v in values])
@@ -174,13 +181,13 @@ async def indicator_series(cpts_id: CptsId, indicator_id: str, principal: Follow
                              "description": "Une ligne par indicateur, période et catégorie."}})
 async def export_csv(cpts_id: CptsId, principal: Follower, session: ReadSessionDep, runtime: RuntimeDep,
                      period: PeriodQuery = PeriodKind.MONTH,
-                     first: Annotated[str | None, Query(alias="from", description=KeyHelp)] = None,
-                     last: Annotated[str | None, Query(alias="to", description=KeyHelp)] = None) -> Response:
+                     first: FromKey = None,
+                     last: ToKey = None) -> Response:
     await authorize(principal, cpts_id, session)
     settings = _settings(runtime)
     periods = _range(period, first, last, settings.max_periods_per_request)
     values = await queries.published_values(session, cpts_id=cpts_id, periods=periods,
-                                             threshold=settings.small_cell_threshold)
+                                             threshold=settings.small_cell_threshold, custom=True)
     name = f"indicateurs-{cpts_id}-{periods[0].key}-{periods[-1].key}.csv"
     return Response(csv_export(cpts_id, values), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -193,13 +200,13 @@ async def export_csv(cpts_id: CptsId, principal: Follower, session: ReadSessionD
                              "description": "Une ligne par indicateur, période et catégorie."}})
 async def export_xlsx(cpts_id: CptsId, principal: Follower, session: ReadSessionDep, runtime: RuntimeDep,
                       period: PeriodQuery = PeriodKind.MONTH,
-                      first: Annotated[str | None, Query(alias="from", description=KeyHelp)] = None,
-                      last: Annotated[str | None, Query(alias="to", description=KeyHelp)] = None) -> Response:
+                      first: FromKey = None,
+                      last: ToKey = None) -> Response:
     await authorize(principal, cpts_id, session)
     settings = _settings(runtime)
     periods = _range(period, first, last, settings.max_periods_per_request)
     values = await queries.published_values(session, cpts_id=cpts_id, periods=periods,
-                                             threshold=settings.small_cell_threshold)
+                                             threshold=settings.small_cell_threshold, custom=True)
     name = f"indicateurs-{cpts_id}-{periods[0].key}-{periods[-1].key}.xlsx"
     return Response(xlsx_export(cpts_id, values, threshold=settings.small_cell_threshold),
                     media_type=XLSX_MEDIA_TYPE,

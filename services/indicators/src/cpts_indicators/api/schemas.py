@@ -24,7 +24,8 @@ class ProfessionalCount(BaseModel):
 class DefinitionPublic(BaseModel):
     id: str
     version: int
-    mission: Literal["1a", "1b", "registry"]
+    mission: Literal["1a", "1b", "registry", "custom"] = Field(
+        description="Mission de l'ACI ; « custom » : indicateur défini par la CPTS.")
     label: str
     description: str
     unit: str
@@ -139,3 +140,47 @@ class RebuildResult(BaseModel):
     cpts: int = Field(description="CPTS recalculées.")
     snapshots: int = Field(description="Instantanés recalculés.")
     sent: int = Field(description="Instantanés envoyés parce que leur contenu a changé.")
+
+
+class QuestionnaireAnswerPublic(BaseModel):
+    item_id: str = Field(examples=["q07"])
+    value: bool | int | str | list[str] | dict[str, str] = Field(
+        description="Oui/non : booléen ; nombre : entier ; choix : valeur d'option (liste si choix multiple) ; "
+                    "mois : AAAA-MM ; texte : chaîne (ou objet rôle → texte pour la composition du bureau).")
+    prefilled: bool = Field(description="Valeur pré-remplie depuis le registre, pas encore saisie.")
+
+
+class CptsQuestionnaire(BaseModel):
+    cpts_id: str
+    year: int
+    status: Literal["new", "draft", "submitted"] = Field(
+        description="new : rien d'enregistré ; draft : brouillon ; submitted : soumis, en lecture seule.")
+    questionnaire_version: str
+    answers: list[QuestionnaireAnswerPublic] = Field(description="Dans l'ordre du questionnaire.")
+    missing: list[str] = Field(description="Questions obligatoires encore sans réponse.")
+    updated_at: datetime | None
+    submitted_at: datetime | None
+
+
+class CptsQuestionnaireColumn(BaseModel):
+    cpts_id: str
+    name: str | None
+    departements: list[str]
+    status: Literal["new", "draft", "submitted"] = Field(
+        description="Seuls les questionnaires soumis sont montrés à l'ARS (sinon « new », sans réponses).")
+    submitted_at: datetime | None
+    answers: dict[str, bool | int | str | list[str] | dict[str, str]] = Field(
+        description="Réponses par question (q01 à q42).")
+
+
+class RegionalQuestionnaires(BaseModel):
+    year: int
+    questionnaire_version: str
+    cpts: list[CptsQuestionnaireColumn] = Field(description="Les CPTS des départements de l'appelant, côte à côte.")
+
+
+class CptsQuestionnaireHistory(BaseModel):
+    cpts_id: str
+    name: str | None
+    years: list[CptsQuestionnaire] = Field(description="Un questionnaire par année, de la plus ancienne à la "
+                                                       "plus récente.")

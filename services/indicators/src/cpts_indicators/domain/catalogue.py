@@ -92,7 +92,7 @@ class Computation(_Model):
 class IndicatorDefinition(_Model):
     id: str = Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
     version: int = Field(ge=1)
-    mission: Literal["1a", "1b", "registry"]
+    mission: Literal["1a", "1b", "registry", "custom"]
     label: str
     description: str
     unit: str

@@ -74,7 +74,9 @@ _SLOT: dict[str, AttributeType] = {"hours": "num", "vis_snp": "bool", "service_t
 _APPOINTMENT: dict[str, AttributeType] = {
     "kind": "str", "origin": "str", "service_type": "str", "request_id": "str", "professional_cpts": "bool",
     "request_cpts": "bool"}
-_TERRITORY: dict[str, AttributeType] = {"population": "num", "size_band": "num", "departements": "list"}
+_TERRITORY: dict[str, AttributeType] = {"population": "num", "size_band": "num", "departements": "list",
+                                        "communes": "num"}
+_CONTRACT: dict[str, AttributeType] = {"stage": "str", "missions": "list", "aci_signed_on": "str"}
 _PATIENT: dict[str, AttributeType] = {"priority_group": "str", "age_band": "str", "source": "str",
                                       "status": "str"}
 _PROPOSAL: dict[str, AttributeType] = {"priority_group": "str", "age_band": "str", "distance_km": "num"}
@@ -88,9 +90,9 @@ FACT_SCHEMAS: dict[str, FactSchema] = {
         "participating": "bool", "mode": "str", "hours_per_week": "num", "accepts_en_sus": "bool"}),
     r.MtCapacityChanged.__event_type__: FactSchema(professional={"accepting": "bool",
                                                                  "new_patients_per_month": "num"}),
-    r.CptsRegistered.__event_type__: FactSchema(cpts={**_TERRITORY, "name": "str", "stage": "str"}),
+    r.CptsRegistered.__event_type__: FactSchema(cpts={**_TERRITORY, **_CONTRACT, "name": "str"}),
     r.CptsTerritoryChanged.__event_type__: FactSchema(cpts=_TERRITORY),
-    r.CptsStageChanged.__event_type__: FactSchema(cpts={"stage": "str"}),
+    r.CptsStageChanged.__event_type__: FactSchema(cpts=_CONTRACT),
     s.SlotPublished.__event_type__: FactSchema(cpts=_SLOT, ref_time="slot start"),
     s.SlotVisibilityChanged.__event_type__: FactSchema(cpts=_SLOT, ref_time="slot start"),
     s.SlotWithdrawn.__event_type__: FactSchema(cpts=_SLOT, ref_time="slot start"),
@@ -155,16 +157,21 @@ def _mt_capacity(event: Event[r.MtCapacityChanged]) -> list[Fact]:
 def _territory(event: Event[r.CptsRegistered | r.CptsTerritoryChanged]) -> list[Fact]:
     p = event.payload
     attributes: dict[str, Any] = {"population": p.population, "size_band": p.size_band,
-                                  "departements": sorted(p.departements)}
+                                  "departements": sorted(p.departements), "communes": len(p.communes)}
     if isinstance(p, r.CptsRegistered):
-        attributes |= {"name": p.name, "stage": p.stage}
+        attributes |= {"name": p.name, **_contract(p)}
     return [Fact(event.id, p.cpts_id, event.type, event.time, entity=p.cpts_id, attributes=attributes)]
+
+
+def _contract(p: r.CptsRegistered | r.CptsStageChanged) -> dict[str, Any]:
+    """The ACI contract as the registry states it: stage, signature date, missions contracted."""
+    return {"stage": p.stage, "missions": sorted(p.missions),
+            "aci_signed_on": p.aci_signed_on.isoformat() if p.aci_signed_on else None}
 
 
 def _stage(event: Event[r.CptsStageChanged]) -> list[Fact]:
     p = event.payload
-    return [Fact(event.id, p.cpts_id, event.type, event.time, entity=p.cpts_id,
-                 attributes={"stage": p.stage})]
+    return [Fact(event.id, p.cpts_id, event.type, event.time, entity=p.cpts_id, attributes=_contract(p))]
 
 
 def _slot(event: Event[s.SlotPublished | s.SlotVisibilityChanged | s.SlotWithdrawn]) -> list[Fact]:

@@ -17,8 +17,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('indicator_target',
+    sa.Column('cpts_id', sqlmodel.sql.sqltypes.AutoString(length=9), nullable=False),
+    sa.Column('year', sa.Integer(), nullable=False),
+    sa.Column('indicator_id', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('target', sa.Float(), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('recorded_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.PrimaryKeyConstraint('cpts_id', 'year', 'indicator_id')
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('indicator_target')
