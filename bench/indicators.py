@@ -76,38 +76,47 @@ def cpts_id(i: int) -> str:
 
 def generate(n: int, n_cpts: int, seed: int = 1) -> list:
     """About n events: registry first (CPTS, professionals), then snp-dispatch traffic of the last 90 days."""
+    return list(iter_events(n, n_cpts, seed))
+
+
+def iter_events(n: int, n_cpts: int, seed: int = 1):
+    """The events of `generate`, one at a time (for runs too large to hold in memory)."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    events = []
+    count = 0
     professionals: dict[str, list[str]] = {}
     for c in range(n_cpts):
         cid = cpts_id(c)
-        events.append(_at(r.CptsRegistered(cpts_id=cid, name=f"CPTS {c}", stage="aci_signed",
-                                           communes=["69259"], population=60000 + c, size_band=2,
-                                           departements=["69"]), now - timedelta(days=200), REGISTRY))
+        count += 1
+        yield _at(r.CptsRegistered(cpts_id=cid, name=f"CPTS {c}", stage="aci_signed", communes=["69259"],
+                                   population=60000 + c, size_band=2, departements=["69"]),
+                  now - timedelta(days=200), REGISTRY)
         professionals[cid] = [f"81{c:03d}{p:07d}" for p in range(30)]
         for idnps in professionals[cid]:
-            events.append(_at(r.ProfessionalRegistered(
+            count += 1
+            yield _at(r.ProfessionalRegistered(
                 idnps=idnps, family_name="Nom", given_name="Prénom", profession_code="10",
-                specialty_code="SM54", cpts_ids=[cid]), now - timedelta(days=190), REGISTRY))
+                specialty_code="SM54", cpts_ids=[cid]), now - timedelta(days=190), REGISTRY)
     i = 0
-    while len(events) < n:
+    while count < n:
         cid = cpts_id(rng.randrange(n_cpts))
         idnps = rng.choice(professionals[cid])
         received = now - timedelta(days=rng.uniform(1, 90))
         kind = rng.random()
         if kind < 0.3:
             start = received + timedelta(hours=rng.randrange(1, 72))
-            events.append(_at(s.SlotPublished(
+            count += 1
+            yield _at(s.SlotPublished(
                 slot_id=f"slot-{i}", idnps=idnps, cpts_ids=[cid], site_id="S1", start=start,
                 end=start + timedelta(minutes=20), service_type="AMB", visibility=["SNP", "PRO"],
-                appointment_type="ROUTINE"), received, SNP))
+                appointment_type="ROUTINE"), received, SNP)
         else:
             request_id = f"req-{i}"
-            events.append(_at(s.CareRequestReceived(
+            count += 1
+            yield _at(s.CareRequestReceived(
                 request_id=request_id, origin=rng.choice(["sas", "cpts_phone", "member_referral"]),
                 cpts_id=cid, commune_insee="69259", departement="69", urgency="24h", reason_category="fievre",
-                has_mt=rng.random() < 0.8, age_band="adult", received_at=received), received, SNP))
+                has_mt=rng.random() < 0.8, age_band="adult", received_at=received), received, SNP)
             if rng.random() < 0.8:
                 booked = received + timedelta(minutes=30)
                 start = received + timedelta(hours=rng.uniform(1, 72))
@@ -115,12 +124,17 @@ def generate(n: int, n_cpts: int, seed: int = 1) -> list:
                              origin="sas", kind="slot", request_received_at=received,
                              appointment_id=f"apt-{i}",
                              start=start, service_type="AMB", slot_id=f"slot-x-{i}")
-                events.append(_at(s.AppointmentBooked(**facts, booked_at=booked), booked, SNP))
+                count += 1
+                if count > n:
+                    return
+                yield _at(s.AppointmentBooked(**facts, booked_at=booked), booked, SNP)
                 seen = start + timedelta(minutes=30)
                 outcome = s.AppointmentFulfilled if rng.random() < 0.9 else s.AppointmentNoShow
-                events.append(_at(outcome(**facts, recorded_at=seen), seen, SNP))
+                count += 1
+                if count > n:
+                    return
+                yield _at(outcome(**facts, recorded_at=seen), seen, SNP)
         i += 1
-    return events[:n]
 
 
 def encoded(events) -> list:

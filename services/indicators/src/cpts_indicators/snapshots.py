@@ -64,6 +64,7 @@ from cpts_platform.logging import get_logger
 log = get_logger(__name__)
 
 SOURCE = "/cpts/indicators"
+SNAPSHOT_SHARE = 0.2  # at most this share of the process's time goes to snapshots while events pour in
 FINAL_SWEEP_SECONDS = 60.0
 PENDING_FACTS = "indicators.pending_facts"
 UNWRITTEN_FACTS = "indicators.unwritten_facts"
@@ -232,10 +233,17 @@ def write_snapshots(session: Session, computed: list[tuple[Target, list[Indicato
 async def snapshot_worker(database: Database, interval: float, *,
                           clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
     """Every `interval` seconds, the pending snapshots; every `FINAL_SWEEP_SECONDS` and whenever the Paris day
-    changes, the final snapshots of the periods that closed (run inside the service, next to the consumers)."""
+    changes, the final snapshots of the periods that closed (run inside the service, next to the consumers).
+
+    The snapshots share the process with the consumers: when a pass takes long (a backlog being caught up, a
+    replay of the topics, where every pass recomputes the same periods), the next one waits long enough that
+    snapshots take at most `SNAPSHOT_SHARE` of the time, and the consumers the rest."""
     swept: tuple[datetime, date] | None = None
+    loop = asyncio.get_running_loop()
+    spent = 0.0
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(max(interval, spent * (1 - SNAPSHOT_SHARE) / SNAPSHOT_SHARE))
+        started = loop.time()
         try:
             while await _refresh_round(database) >= 2000:
                 pass
@@ -249,6 +257,7 @@ async def snapshot_worker(database: Database, interval: float, *,
             raise
         except Exception as exc:
             log.warning("indicator_snapshot_worker_failed", error_type=type(exc).__name__)
+        spent = loop.time() - started
 
 
 def closed_periods_to_finalize(rows: Iterable[tuple[str, str, str, bool]], latest: Iterable[tuple[str, str, str]],
