@@ -391,10 +391,11 @@ def server_main(params: dict, conn) -> None:
         settings = definition.settings_class(
             profile="local", var_dir=Path(params["var_dir"]), database_url=params["url"],
             kafka_bootstrap_servers=params["bootstrap"], kafka_topic_prefix=params["prefix"],
-            log_level=params["log_level"], http_port=params["port"])
+            log_level=params["log_level"], http_port=params["port"],
+            rate_limit_enabled=False)  # the bench is the load a rate limit exists to refuse
         app = create_app(definition, settings)
         config = uvicorn.Config(app, host="127.0.0.1", port=params["port"], log_level="warning", access_log=False,
-                                lifespan="on")
+                                lifespan="on", timeout_keep_alive=75)  # as `cpts serve`
         conn.send(("started", os.getpid()))
         uvicorn.Server(config).run()
     except BaseException:
@@ -1086,7 +1087,8 @@ async def profile_search(url: str, var_dir: Path, bootstrap: str, request_ids: l
 
     settings = service.settings_class(profile="local", var_dir=var_dir, database_url=url,
                                       kafka_bootstrap_servers=bootstrap,
-                                      kafka_topic_prefix=f"p{uuid.uuid4().hex[:10]}.", log_level="WARNING")
+                                      kafka_topic_prefix=f"p{uuid.uuid4().hex[:10]}.", log_level="WARNING",
+                                      rate_limit_enabled=False)
     db_time: dict[str, float] = defaultdict(float)
     db_count: Counter = Counter()
     captured: dict[str, tuple] = {}

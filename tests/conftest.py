@@ -24,11 +24,13 @@ def env_name(service: str) -> str:
 
 
 class Stack:
-    def __init__(self, *, var_dir: Path, bootstrap: str, database_urls: dict[str, str], topic_prefix: str) -> None:
+    def __init__(self, *, var_dir: Path, bootstrap: str, database_urls: dict[str, str], topic_prefix: str,
+                 console: bool = False) -> None:
+        """`console`: the web console too (`start("console")`), forwarding to these services."""
         self.var_dir = var_dir
         self.bootstrap = bootstrap
         self.database_urls = database_urls
-        self.ports = {name: free_port() for name in SERVICES}
+        self.ports = {name: free_port() for name in [*SERVICES, *(["console"] if console else [])]}
         self.processes: dict[str, subprocess.Popen] = {}
         self.env = os.environ.copy()
         self.env.update({
@@ -42,6 +44,10 @@ class Stack:
         for name in SERVICES:
             self.env[f"CPTS_{env_name(name)}_HTTP_PORT"] = str(self.ports[name])
             self.env[f"CPTS_{env_name(name)}_DATABASE_URL"] = database_urls[name]
+            if console:
+                self.env[f"CPTS_CONSOLE_{env_name(name)}_URL"] = self.url(name)
+        if console:
+            self.env["CPTS_CONSOLE_HTTP_PORT"] = str(self.ports["console"])
         self.issuer = LocalIssuer(var_dir / "local-issuer")
         self.issuer.ensure_key()
 

@@ -48,6 +48,7 @@ COMPOSE_EXAMPLE_ENV = {
 EXAMPLE_SECRET_VALUES = {
     "url": "postgresql+asyncpg://cpts:example@postgres.example.org:5432/cpts?ssl=verify-full",
     "client-secret": "example",
+    "password": "example",
 }
 
 
@@ -323,7 +324,10 @@ def test_every_app_has_a_deployment_of_two_replicas_or_more():
 def test_deployment_probes_paths_the_app_serves_on_its_port(name):
     container = containers(of_kind("Deployment")[name])[0]
     assert container["command"] == ["cpts", "serve", name]
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+    # A service stays in its Service while its database answers (/readyz/traffic): a broker outage must not
+    # take the HTTP API down. The console has no broker: /readyz.
+    readiness = "/readyz" if name == CONSOLE else "/readyz/traffic"
+    for probe, path in (("readinessProbe", readiness), ("livenessProbe", "/healthz")):
         check = container[probe]["httpGet"]
         assert check["path"] == path, f"{name} {probe} probes {check['path']}"
         assert check["path"] in served_paths(name), f"{name} does not serve {check['path']}"
@@ -383,6 +387,25 @@ def test_migrate_job_reaches_every_service_database_and_topics_job_the_broker():
     topics = containers(jobs["cpts-topics"])[0]
     assert topics["command"] == ["cpts", "topics"]
     assert "CPTS_KAFKA_BOOTSTRAP_SERVERS" in container_env(topics)
+
+
+def test_kafka_clients_get_the_credentials_and_files_of_their_listener(monkeypatch):
+    """The services and the topics job reach Kafka with every setting its security protocol needs."""
+    clients = {name: of_kind("Deployment")[name] for name in PLATFORM}
+    clients["cpts-topics"] = of_kind("Job")["cpts-topics"]
+    for name, workload in clients.items():
+        container = containers(workload)[0]
+        env = container_env(container)
+        for cls in settings_classes_of(container["command"]):
+            settings = validated(cls, env, monkeypatch)
+            if settings.kafka_security_protocol.startswith("SASL_"):
+                assert settings.kafka_sasl_username, f"{name}: no SASL user"
+                assert settings.kafka_sasl_password, f"{name}: no SASL password"
+            mounts = [mount["mountPath"] for mount in container.get("volumeMounts", [])]
+            for path in (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile):
+                if path is not None:
+                    mounted = any(str(path).startswith(mount + "/") for mount in mounts)
+                    assert mounted, f"{name}: {path} is on no volume"
 
 
 def test_services_select_the_pods_of_their_deployment():

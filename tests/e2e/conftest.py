@@ -5,32 +5,29 @@ driven by Playwright (never `playwright install`: `make setup` installs the `chr
 from __future__ import annotations
 
 import os
-import signal
+import re
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import Page
 
-from cpts_platform.auth import LocalIssuer
-from cpts_platform.dev.broker import free_port
 from cpts_platform.testing import wait_for
+from tests.conftest import SERVICES, Stack
 
 CHROMIUM = Path(os.environ.get("CPTS_E2E_CHROMIUM", "/usr/bin/chromium"))
-SERVICES = ["registry", "snp-dispatch", "patient-matching", "indicators"]
 PROCESSES = [*SERVICES, "console"]
 CPTS_ID = "690049999"  # the console's demo CPTS: its demo users are scoped to it
 DEPARTEMENT = "69"
-
-
-def env_name(name: str) -> str:
-    return name.upper().replace("-", "_")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TABLET_WIDTH = 820
 
 
 @dataclass
@@ -46,78 +43,46 @@ class Territory:
         return self.gps[0]
 
 
-class ConsoleStack:
-    """Every service and the console, each as `cpts serve NAME` in its own process."""
+class ConsoleStack(Stack):
+    """The system tests' stack with the console, every process as `cpts serve NAME`, on SQLite."""
 
     def __init__(self, *, var_dir: Path, bootstrap: str) -> None:
-        self.var_dir = var_dir
-        self.ports = {name: free_port() for name in PROCESSES}
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.env = os.environ.copy()
-        self.env.update({
-            "CPTS_PROFILE": "local", "CPTS_VAR_DIR": str(var_dir), "CPTS_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CPTS_KAFKA_TOPIC_PREFIX": f"e2e{uuid.uuid4().hex[:8]}.",
-            "CPTS_OUTBOX_POLL_INTERVAL_SECONDS": "0.1", "CPTS_LOG_LEVEL": "WARNING",
-        })
-        for name in SERVICES:
-            self.env[f"CPTS_{env_name(name)}_HTTP_PORT"] = str(self.ports[name])
-            database = var_dir / f"{name}.db"
-            self.env[f"CPTS_{env_name(name)}_DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
-            self.env[f"CPTS_CONSOLE_{env_name(name)}_URL"] = self.url(name)
-        self.env["CPTS_CONSOLE_HTTP_PORT"] = str(self.ports["console"])
-        self.issuer = LocalIssuer(var_dir / "local-issuer")
-        self.issuer.ensure_key()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
+        super().__init__(var_dir=var_dir, bootstrap=bootstrap, console=True,
+                         database_urls={name: f"sqlite+aiosqlite:///{var_dir / (name + '.db')}"
+                                        for name in SERVICES},
+                         topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.")
 
     def headers(self, role: str, **scope) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.issuer.mint(subject=f'e2e-{role}', roles=[role], **scope)}"}
+        return {"Authorization": f"Bearer {self.token(role, **scope)}"}
 
-    def start(self) -> None:
+    def publish(self, idnps: str, start: datetime, count: int) -> list[dict]:
+        """`count` quarter-hour slots of the GP from `start`, visible by the SAS, the CPTS and professionals,
+        published through snp-dispatch's API as the GP."""
+        snp = self.url("snp-dispatch")
+        site = httpx.get(f"{snp}/effecteurs/{idnps}", headers=self.headers("secretary", cpts_ids=[CPTS_ID]))
+        published = httpx.post(f"{snp}/slots", headers=self.headers("professional", idnps=idnps), json={
+            "idnps": idnps, "site_id": site.json()["sites"][0]["site_id"], "slots": [
+                {"start": (start + timedelta(minutes=15 * k)).isoformat(),
+                 "end": (start + timedelta(minutes=15 * (k + 1))).isoformat(),
+                 "visibility": ["SNP", "CPTS", "PRO"]} for k in range(count)]})
+        assert published.status_code == 201, published.text
+        return sorted(published.json(), key=lambda s: s["start"])
+
+    def start_all(self) -> None:
         for name in PROCESSES:
-            log = open(self.var_dir / f"{name}.log", "ab")
-            self.processes[name] = subprocess.Popen([sys.executable, "-m", "cpts_cli.main", "serve", name],
-                                                    env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        pending = set(PROCESSES)
-        while pending and time.monotonic() < deadline:
-            for name in list(pending):
-                if self.processes[name].poll() is not None:
-                    raise AssertionError(f"{name} exited: {self.log(name)[-2000:]}")
-                try:
-                    if httpx.get(f"{self.url(name)}/readyz", timeout=1).status_code == 200:
-                        pending.discard(name)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.3)
-        if pending:
-            raise AssertionError(f"not ready: {pending}")
-
-    def log(self, name: str) -> str:
-        path = self.var_dir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            self.start(name)
+        self.wait_ready(*PROCESSES, timeout=180)  # a loaded CI machine starts slowly
 
     def seed(self) -> Territory:
         """A CPTS on the communes of three GPs of a generated RPPS extract; all three take part in the SAS,
         the first (the console's demo doctor) also takes new MT patients; two of them publish slots."""
         extract = self.var_dir / "extract.txt"
         cli = [sys.executable, "-m", "cpts_cli.main", "registry"]
-        quiet = {"check": True, "env": self.env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        quiet = {"env": self.env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         subprocess.run([*cli, "generate-demo", str(extract), "--rows", "80", "--departement", DEPARTEMENT,
-                        "--seed", "7"], **quiet)
+                        "--seed", "7"], check=True, **quiet)
         subprocess.run([*cli, "import-rpps", str(extract), "--departement", DEPARTEMENT, "--show", "0"],
-                       **quiet)
+                       check=True, **quiet)
         admin = self.headers("admin")
         registry = self.url("registry")
         found = httpx.get(f"{registry}/professionals", headers=admin,
@@ -151,15 +116,7 @@ class ConsoleStack:
                  lambda known: len([e for e in known if e["sites"]]) == len(gps), timeout=60, interval=0.5)
         start = (datetime.now(UTC) + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
         for gp in gps[:2]:
-            site = httpx.get(f"{snp}/effecteurs/{gp['idnps']}", headers=secretary).json()["sites"][0]
-            doctor = self.headers("professional", idnps=gp["idnps"])
-            published = httpx.post(f"{snp}/slots", headers=doctor, json={
-                "idnps": gp["idnps"], "site_id": site["site_id"], "slots": [
-                    {"start": (start + timedelta(minutes=15 * k)).isoformat(),
-                     "end": (start + timedelta(minutes=15 * (k + 1))).isoformat(),
-                     "visibility": ["SNP", "CPTS", "PRO"]} for k in range(4)]})
-            assert published.status_code == 201, published.text
-            territory.slots[gp["idnps"]] = sorted(published.json(), key=lambda s: s["start"])
+            territory.slots[gp["idnps"]] = self.publish(gp["idnps"], start, 4)
 
         coordinator = self.headers("coordinator", cpts_ids=[CPTS_ID])
         matching_gp = f"{self.url('patient-matching')}/gps/{gps[0]['idnps']}"
@@ -169,6 +126,24 @@ class ConsoleStack:
         wait_for(lambda: httpx.get(f"{self.url('indicators')}/indicators/cpts/{CPTS_ID}", headers=ars),
                  lambda r: r.status_code == 200, timeout=60, interval=0.5)
         return territory
+
+
+def pick_commune(page: Page, field_name: str, list_id: str, commune: str) -> None:
+    page.get_by_role("combobox", name=field_name).fill(commune[:5])
+    option = re.compile(rf"^{re.escape(commune)} \(")
+    page.locator(f"#{list_id}").get_by_role("option", name=option).first.click()
+
+
+def take_request(page: Page, *, family_name: str, commune: str) -> None:
+    """Fill the intake form of the regulation screen and ask for slots."""
+    page.get_by_role("textbox", name="Nom", exact=True).fill(family_name)
+    page.get_by_role("textbox", name="Prénom").fill("Léon")
+    page.get_by_role("textbox", name="Date de naissance").fill("1941-05-17")
+    page.get_by_role("combobox", name="Sexe").select_option("M")
+    pick_commune(page, "Commune ou code postal", "commune-list", commune)
+    page.get_by_role("combobox", name="Motif", exact=True).select_option("fever")
+    page.get_by_label("Pas de médecin traitant").check()
+    page.get_by_role("button", name="Rechercher des créneaux").click()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -182,17 +157,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def console_stack(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
+    """One stack for the browser tests, stopped after them: each test makes its own requests, patients and
+    slots, and books slots of its own."""
     stack = ConsoleStack(var_dir=tmp_path_factory.mktemp("e2e-stack"), bootstrap=kafka_broker)
     try:
-        stack.start()
+        stack.start_all()
         yield stack
     finally:
         stack.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def territory(console_stack: ConsoleStack) -> Territory:
     return console_stack.seed()
 
@@ -217,11 +194,46 @@ def browser():
             chromium.close()
 
 
+class Screenshots:
+    """Every screen of every role as a PNG test artifact, on success too: `<folder>/<width>/<role>-<screen>.png`
+    under `CPTS_E2E_ARTIFACTS` (default `var/e2e-artifacts/` at the repository's root, git-ignored)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started = time.time()
+
+    def path(self, name: str, width: int) -> Path:
+        return self.folder / str(width) / f"{name}.png"
+
+    def __call__(self, page, name: str, *, element=None) -> Path:
+        """Save the page (whole height), or one element of it, as `<role>-<screen>`."""
+        path = self.path(name, page.viewport_size["width"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.evaluate("document.fonts.ready.then(() => true)")
+        if element is not None:
+            element.scroll_into_view_if_needed()
+            element.screenshot(path=str(path), animations="disabled")
+        else:
+            page.screenshot(path=str(path), full_page=True, animations="disabled")
+        return path
+
+    def taken(self, name: str, width: int) -> bool:
+        path = self.path(name, width)
+        return path.is_file() and path.stat().st_mtime >= self.started - 1 and path.stat().st_size > 0
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Screenshots:
+    folder = Path(os.environ.get("CPTS_E2E_ARTIFACTS") or REPO_ROOT / "var" / "e2e-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return Screenshots(folder)
+
+
 @pytest.fixture
 def login(browser, console_stack: ConsoleStack, territory: Territory, request: pytest.FixtureRequest,
-          tmp_path: Path) -> Iterator[Callable]:
+          screenshots: Screenshots) -> Iterator[Callable]:
     """login("regulatrice") -> a page of a fresh browser context logged in as that demo user. On failure,
-    every page of the test is saved as a screenshot in the test's tmp_path."""
+    every page of the test is saved under `failures/` of the artifacts' folder."""
     contexts = []
 
     def open_as(user: str, *, width: int = 1280):
@@ -239,8 +251,10 @@ def login(browser, console_stack: ConsoleStack, territory: Territory, request: p
     failed = getattr(request.node, "rep_call", None)
     for user, context in contexts:
         if failed is not None and failed.failed:
+            test_name = re.sub(r"[^\w.-]+", "_", request.node.name)
             for i, page in enumerate(context.pages):
-                path = tmp_path / f"{user}-{i}.png"
+                path = screenshots.folder / "failures" / f"{test_name}-{user}-{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(path), full_page=True)
                 print(f"screenshot: {path}")
         context.close()

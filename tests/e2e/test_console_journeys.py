@@ -8,30 +8,14 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import pick_commune, take_request
 
 pytestmark = [pytest.mark.system, pytest.mark.e2e]
 
 CPTS_ID = "690049999"
 PATIENT = {"first_names": "Marcel", "birth_name": "Dupuis", "shown": "Marcel DUPUIS"}
-
-
-def pick_commune(page: Page, field_name: str, list_id: str, commune: str) -> None:
-    page.get_by_role("combobox", name=field_name).fill(commune[:5])
-    option = re.compile(rf"^{re.escape(commune)} \(")
-    page.locator(f"#{list_id}").get_by_role("option", name=option).first.click()
-
-
-def take_request(page: Page, *, family_name: str, commune: str) -> None:
-    """Fill the intake form of the regulation screen and ask for slots."""
-    page.get_by_role("textbox", name="Nom", exact=True).fill(family_name)
-    page.get_by_role("textbox", name="Prénom").fill("Léon")
-    page.get_by_role("textbox", name="Date de naissance").fill("1941-05-17")
-    page.get_by_role("combobox", name="Sexe").select_option("M")
-    pick_commune(page, "Commune ou code postal", "commune-list", commune)
-    page.get_by_role("combobox", name="Motif", exact=True).select_option("fever")
-    page.get_by_label("Pas de médecin traitant").check()
-    page.get_by_role("button", name="Rechercher des créneaux").click()
 
 
 @pytest.fixture(scope="module")

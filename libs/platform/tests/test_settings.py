@@ -31,7 +31,7 @@ def messages(error: ValidationError) -> str:
 
 def production(**overrides) -> Settings:
     values = {"profile": "production", "database_url": POSTGRES_URL, "auth_jwks_url": JWKS_URL,
-              "auth_issuer": ISSUER, "auth_audience": "cpts-platform"}
+              "auth_issuer": ISSUER, "auth_audience": "cpts-platform", "kafka_security_protocol": "SSL"}
     values.update(overrides)
     return Settings(**values)
 
@@ -104,6 +104,7 @@ def test_production_accepted_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CPTS_REGISTRY_DATABASE_URL", POSTGRES_URL)
     monkeypatch.setenv("CPTS_AUTH_JWKS_URL", JWKS_URL)
     monkeypatch.setenv("CPTS_AUTH_ISSUER", ISSUER)
+    monkeypatch.setenv("CPTS_KAFKA_SECURITY_PROTOCOL", "SSL")
     settings = Settings()
     assert (settings.profile, settings.database_url, settings.auth_issuer) == ("production", POSTGRES_URL, ISSUER)
 

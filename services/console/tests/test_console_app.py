@@ -19,6 +19,9 @@ from cpts_platform.settings import TrustedIssuer
 DEMO_DOCTOR = {"idnps": "810000000001", "given_name": "Claire", "family_name": "Durand",
                "sites": [{"site_id": "s1"}]}
 NO_SITE = {"idnps": "810000000000", "given_name": "Sans", "family_name": "Site", "sites": []}
+REPORT_PAGE = ('<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Rapport annuel ACI 2026 – '
+               'CPTS de l’Est</title><style>h1 { color: #000091; }</style></head><body><h1>Rapport annuel ACI '
+               '2026</h1><p>CPTS de l’Est — 12 % · 1 234 €</p></body></html>')
 
 
 class FakeNetwork:
@@ -44,6 +47,8 @@ class FakeNetwork:
             return httpx.Response(200, json={"status": "alive"})
         if path == "/down":
             raise httpx.ConnectError("refused", request=request)
+        if "/report/" in path:
+            return httpx.Response(200, text=REPORT_PAGE, headers={"content-type": "text/html; charset=utf-8"})
         if path.endswith("export.csv"):
             return httpx.Response(200, text="a,b\n1,2\n", headers={
                 "content-type": "text/csv; charset=utf-8", "set-cookie": "upstream=1",
@@ -123,6 +128,18 @@ def test_the_proxy_passes_downloads_but_not_the_upstreams_cookies(tmp_path, netw
         assert answer.text == "a,b\n1,2\n"
         assert answer.headers["content-disposition"] == 'attachment; filename="x.csv"'
         assert "set-cookie" not in answer.headers
+
+
+def test_the_proxy_passes_an_html_page_unchanged_with_the_users_token(tmp_path, network):
+    """The annual report is a printable HTML page: the console fetches it with the token and shows it."""
+    with client_for(tmp_path, network) as client:
+        answer = client.get("/api/indicators/indicators/cpts/690049999/report/2026",
+                            headers={"Authorization": "Bearer user-token", "Accept": "text/html"})
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "text/html; charset=utf-8"
+        assert answer.content == REPORT_PAGE.encode()
+        assert network.requests[-1].headers["authorization"] == "Bearer user-token"
+        assert network.requests[-1].headers["accept"] == "text/html"
 
 
 def test_an_unknown_service_is_404_and_an_unreachable_one_502_as_problems(tmp_path, network):

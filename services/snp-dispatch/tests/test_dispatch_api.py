@@ -287,6 +287,7 @@ async def test_a_request_with_no_slot_is_closed_with_an_orientation_and_reads_ar
             "SELECT action, purpose, subject FROM audit_log WHERE record_id = :r ORDER BY id"),
             {"r": request_id})).all()
     assert [(a, p) for a, p, _ in lines] == [("create", "intake"), ("read", "close without slot"),
-                                             ("read", "close without slot"), ("read", "callback")]
+                                             ("close", "close without slot"), ("read", "close without slot"),
+                                             ("read", "callback")]
     assert all(s == "regulator-user" for _, _, s in lines)
     assert "fr.cpts.snp.care_request.closed_without_slot.v1" in await d.events()

@@ -95,7 +95,7 @@ def topics(partitions: Annotated[Optional[int], typer.Option()] = None,
 
     settings = KafkaSettings()
     created = asyncio.run(ensure_topics(
-        settings.kafka_bootstrap_servers, [settings.kafka_topic_prefix + t for t in platform_topics()],
+        settings, [settings.kafka_topic_prefix + t for t in platform_topics()],
         partitions=partitions or settings.topic_partitions,
         replication_factor=replication_factor or settings.topic_replication_factor,
     ))
@@ -115,7 +115,7 @@ def replay(service: str, since: Annotated[Optional[datetime], typer.Option()] = 
 
     async def go() -> int:
         database = Database(settings.database_url, definition.tables)
-        producer = new_producer(settings.kafka_bootstrap_servers, client_id=f"{service}-replay")
+        producer = new_producer(settings, client_id=f"{service}-replay")
         await producer.start()
         try:
             return await replay_outbox(database=database, producer=producer, since=since,

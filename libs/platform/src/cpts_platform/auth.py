@@ -21,7 +21,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from cpts_platform.problems import ProblemError
 from cpts_platform.settings import ServiceSettings, TrustedIssuer
 
+# Asymmetric signatures only: `none` and the HMAC family (whose "secret" could be the issuer's public key) are
+# refused before any key is looked up.
 ALGORITHMS = ["RS256", "ES256", "PS256"]
+# Claims a token must carry; `nbf` and `iat` are checked when present (30 s leeway for clock skew).
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+LEEWAY_SECONDS = 30
 
 
 class Role(StrEnum):
@@ -124,7 +129,7 @@ class _KeySource:
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         if kid not in self._keys:
-            raise ProblemError(401, "Token signed with an unknown key.", title="Unauthorized")
+            raise _unauthorized("Token signed with an unknown key.")
         return self._keys[kid]
 
     async def _load(self) -> None:
@@ -166,10 +171,13 @@ class TokenVerifier:
             raise _unauthorized("Malformed token.")
         if header.get("alg") not in ALGORITHMS:
             raise _unauthorized("Token algorithm not accepted.")
-        source = self._sources.get(unverified.get("iss"))
+        issuer, kid = unverified.get("iss"), header.get("kid")
+        source = self._sources.get(issuer) if isinstance(issuer, str) else None
         if source is None:
             raise _unauthorized("Token from an untrusted issuer.")
-        key = await source.key_for(header.get("kid"))
+        if kid is not None and not isinstance(kid, str):
+            raise _unauthorized("Malformed token.")
+        key = await source.key_for(kid)
         try:
             claims = jwt.decode(
                 token,
@@ -177,14 +185,19 @@ class TokenVerifier:
                 algorithms=ALGORITHMS,
                 audience=source.issuer.audience,
                 issuer=source.issuer.issuer,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-                leeway=30,
+                options={"require": REQUIRED_CLAIMS},
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise _unauthorized("Token expired.")
+        except jwt.ImmatureSignatureError:
+            raise _unauthorized("Token not valid yet.")
         except jwt.InvalidAudienceError:
             raise _unauthorized("Token audience not accepted.")
-        except jwt.PyJWTError:
+        except jwt.MissingRequiredClaimError as exc:
+            raise _unauthorized(f"Token without the {exc.claim!r} claim.")
+        except (jwt.PyJWTError, ValueError, TypeError):
+            # Never the library's message: it may describe the key or the signature check.
             raise _unauthorized("Invalid token.")
         if not claimed_roles(claims):
             claims["roles"] = list(source.issuer.default_roles)
@@ -192,8 +205,9 @@ class TokenVerifier:
 
 
 def _unauthorized(detail: str) -> ProblemError:
-    error = ProblemError(401, detail, title="Unauthorized")
-    return error
+    """401 with the RFC 6750 challenge; the detail says what is wrong with the token, never about the keys."""
+    return ProblemError(401, detail, title="Unauthorized",
+                        headers={"WWW-Authenticate": 'Bearer realm="cpts", error="invalid_token"'})
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -203,7 +217,8 @@ async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("A bearer token is required.")
+        raise ProblemError(401, "A bearer token is required.", title="Unauthorized",
+                           headers={"WWW-Authenticate": 'Bearer realm="cpts"'})
     verifier: TokenVerifier = request.app.state.token_verifier
     return await verifier.verify(credentials.credentials)
 

@@ -16,7 +16,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpts_events import Event, EventDecodeError, EventSchemaError, decode, topics
-from cpts_platform.db import Database
+from cpts_platform.db import Database, database_unavailable
+from cpts_platform.kafka import KafkaConnection, connection_kwargs
 from cpts_platform.logging import get_logger
 from cpts_platform.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
 
@@ -44,7 +45,7 @@ class PermanentEventError(Exception):
 def is_transient(exc: BaseException) -> bool:
     """Failures of the infrastructure (database or broker away), as opposed to a bad event."""
     if isinstance(exc, sa.exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+        return database_unavailable(exc)
     return isinstance(exc, (OSError, TimeoutError, KafkaError, sa.exc.TimeoutError, sa.exc.DisconnectionError))
 
 
@@ -66,7 +67,7 @@ class _Stopping(Exception):
 
 class EventConsumer:
     def __init__(self, *, service: str, group_id: str, topics_: list[str], handlers: Mapping[str, Handler],
-                 database: Database, producer: AIOKafkaProducer, bootstrap_servers: str,
+                 database: Database, producer: AIOKafkaProducer, bootstrap_servers: KafkaConnection,
                  batch_size: int = 500, max_attempts: int = 3, session_timeout_ms: int = 6000) -> None:
         self.service = service
         self.group_id = group_id
@@ -86,7 +87,7 @@ class EventConsumer:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
+            **connection_kwargs(self.bootstrap_servers),  # the address, or the settings with the security
             group_id=self.group_id,
             client_id=f"{self.service}-consumer",
             enable_auto_commit=False,

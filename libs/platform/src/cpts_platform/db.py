@@ -71,8 +71,68 @@ def add_platform_tables(metadata: sa.MetaData) -> PlatformTables:
     return PlatformTables(outbox=outbox, processed_event=processed)
 
 
+# SQLSTATE classes of a database that is away rather than of a bad statement: 08 connection exception,
+# 57P operator intervention (shutting down, starting up), 53 insufficient resources (too many connections).
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53")
+_DRIVER_MODULES = ("asyncpg", "aiosqlite", "sqlalchemy")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable, restarting or out of connections (retry later), as
+    opposed to a failing statement. Drivers raise some of these unwrapped (a refused connection: OSError)."""
+    if isinstance(exc, (sa.exc.TimeoutError, sa.exc.DisconnectionError, sa.exc.OperationalError,
+                        sa.exc.InterfaceError)):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        # A connection left mid-operation by a dropped server (asyncpg's InternalClientError) is unusable too.
+        return (exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+                or type(exc.orig).__name__ == "InternalClientError")
+    if isinstance(exc, (OSError, TimeoutError)):
+        traceback = exc.__traceback__
+        while traceback is not None:
+            if str(traceback.tb_frame.f_globals.get("__name__", "")).startswith(_DRIVER_MODULES):
+                return True
+            traceback = traceback.tb_next
+    return False
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+# libpq's `sslmode` values; asyncpg takes the same ones, but as `ssl=` (an `sslmode=` it gets as a keyword
+# argument from SQLAlchemy fails every connection with a TypeError).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's file parameters, which SQLAlchemy would pass to asyncpg as unknown keyword arguments: asyncpg reads
+# them from these environment variables instead.
+_SSL_FILE_VARIABLES = {"sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+                       "sslcrl": "PGSSLCRL", "sslpassword": "PGSSLPASSWORD"}
+
+
+def asyncpg_url(url: str) -> str:
+    """The database URL as asyncpg takes it: libpq's `sslmode=` becomes `ssl=`. Raises ValueError (without
+    the URL, which holds a password) for a parameter asyncpg cannot take or an unknown mode."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise ValueError("not a database URL (dialect+driver://user:password@host:port/database)") from None
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "asyncpg":
+        return url
+    query = dict(parsed.query)
+    for name, variable in _SSL_FILE_VARIABLES.items():
+        if name in query:
+            raise ValueError(f"{name}= in the URL is not passed to asyncpg: remove it and set the {variable} "
+                             "environment variable instead")
+    for name in ("sslmode", "ssl"):
+        if name in query and query[name] not in SSL_MODES:
+            raise ValueError(f"{name}={query[name]!r} is not an SSL mode (one of {', '.join(SSL_MODES)})")
+    if "sslmode" not in query:
+        return url
+    mode = query.pop("sslmode")
+    if query.setdefault("ssl", mode) != mode:
+        raise ValueError(f"ssl={query['ssl']!r} and sslmode={mode!r} disagree: keep one")
+    return parsed.set(query=query).render_as_string(hide_password=False)
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -102,8 +162,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        asyncpg_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5,
+        # Custom plans: the queries filter on skewed values (slot status, map cells, a few days of slots) where a
+        # generic plan, which PostgreSQL switches to after five runs of a prepared statement, reads far too much.
+        connect_args={"timeout": 5, "command_timeout": 30,
+                      "server_settings": {"plan_cache_mode": "force_custom_plan"}},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from typing import Iterable
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpts_events import Event, encode
@@ -50,13 +52,14 @@ class OutboxRelay:
 
     def __init__(self, *, service: str, database: Database, producer: AIOKafkaProducer, batch_size: int = 500,
                  poll_interval: float = 0.5, retention: timedelta = timedelta(days=30),
-                 topic_prefix: str = "") -> None:
+                 topic_prefix: str = "", processed_retention: timedelta | None = timedelta(days=30)) -> None:
         self.service = service
         self.database = database
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retention = retention
+        self.processed_retention = processed_retention
         self.topic_prefix = topic_prefix
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -89,6 +92,7 @@ class OutboxRelay:
                 backoff = 0.2
                 if loop.time() - last_purge > 3600:
                     await self.purge()
+                    await self.purge_processed()
                     last_purge = loop.time()
                 if published >= self.batch_size:
                     continue
@@ -100,6 +104,11 @@ class OutboxRelay:
             except Exception as exc:
                 self.last_error = type(exc).__name__
                 log.warning("outbox_relay_retry", error_type=type(exc).__name__, backoff_seconds=backoff)
+                if loop.time() - last_gauges > 1.0:
+                    # While the broker is away the pending count and age are what the alerts watch.
+                    with contextlib.suppress(sa.exc.SQLAlchemyError, OSError, TimeoutError):
+                        await self._refresh_gauges()
+                        last_gauges = loop.time()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -192,6 +201,17 @@ class OutboxRelay:
             )
         return result.rowcount or 0
 
+    async def purge_processed(self) -> int:
+        """Drop the consumers' deduplication rows older than their retention (None keeps them): an event
+        delivered again after that is applied again, so the retention must cover every redelivery."""
+        if self.processed_retention is None:
+            return 0
+        processed = self.database.tables.processed_event
+        cutoff = datetime.now(UTC) - self.processed_retention
+        async with self.database.transaction() as session:
+            result = await session.execute(sa.delete(processed).where(processed.c.processed_at < cutoff))
+        return result.rowcount or 0
+
 
 async def replay(*, database: Database, producer: AIOKafkaProducer, since: datetime | None = None,
                  batch_size: int = 1000, topic_prefix: str = "") -> int:
@@ -209,12 +229,21 @@ async def replay(*, database: Database, producer: AIOKafkaProducer, since: datet
             rows = (await session.execute(query.order_by(outbox.c.id).limit(batch_size))).all()
         if not rows:
             return total
-        futures = [
-            await producer.send(topic_prefix + r.topic, value=r.value, key=r.key,
-                                headers=[(n, v.encode()) for n, v in r.headers])
-            for r in rows
-        ]
-        await asyncio.gather(*futures)
+        for attempt in range(1, 6):
+            futures = [
+                await producer.send(topic_prefix + r.topic, value=r.value, key=r.key,
+                                    headers=[(n, v.encode()) for n, v in r.headers])
+                for r in rows
+            ]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is None:
+                break
+            # The batch again, whole: what went through twice is deduplicated by the consumers.
+            if attempt == 5 or not isinstance(failed, (KafkaError, TimeoutError)):
+                raise failed
+            log.warning("outbox_replay_retry", error_type=type(failed).__name__, attempt=attempt)
+            await asyncio.sleep(0.5 * attempt)
         ids = [r.id for r in rows]
         async with database.transaction() as session:
             await session.execute(sa.update(outbox).where(outbox.c.id.in_(ids), outbox.c.published_at.is_(None))

@@ -25,7 +25,13 @@ from cpts_platform.logging import configure_logging, get_logger
 from cpts_platform.metrics import HTTP_REQUEST_DURATION, metrics_endpoint
 from cpts_platform.migrations import upgrade
 from cpts_platform.outbox import OutboxRelay
-from cpts_platform.problems import BodySizeLimitMiddleware, ProblemError, install_problem_handlers
+from cpts_platform.problems import (
+    BodySizeLimitMiddleware,
+    ProblemError,
+    TextParametersMiddleware,
+    install_problem_handlers,
+)
+from cpts_platform.ratelimit import rate_limiter_from
 from cpts_platform.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -66,19 +72,21 @@ class Runtime:
         self.settings = settings
         self.database = Database(settings.database_url, definition.tables, pool_size=settings.database_pool_size)
         self.producer: AIOKafkaProducer = new_producer(
-            settings.kafka_bootstrap_servers, client_id=settings.kafka_client_id or definition.name
+            settings, client_id=settings.kafka_client_id or definition.name
         )
         self.relay = OutboxRelay(
             service=definition.name, database=self.database, producer=self.producer,
             batch_size=settings.outbox_batch_size, poll_interval=settings.outbox_poll_interval_seconds,
             retention=timedelta(days=settings.outbox_retention_days), topic_prefix=settings.kafka_topic_prefix,
+            processed_retention=timedelta(days=settings.consumer_dedup_retention_days)
+            if settings.consumer_dedup_retention_days else None,
         )
         self.consumers = [
             EventConsumer(
                 service=definition.name, group_id=settings.kafka_topic_prefix + s.group_id,
                 topics_=[settings.kafka_topic_prefix + t for t in s.topics], handlers=s.handlers,
                 database=self.database, producer=self.producer,
-                bootstrap_servers=settings.kafka_bootstrap_servers, batch_size=settings.consumer_batch_size,
+                bootstrap_servers=settings, batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
                 session_timeout_ms=settings.consumer_session_timeout_ms,
             )
@@ -101,7 +109,7 @@ class Runtime:
                 if self.settings.profile != "production":
                     # Production creates topics once, in its init job (`cpts topics`).
                     await ensure_topics(
-                        self.settings.kafka_bootstrap_servers,
+                        self.settings,
                         [self.settings.kafka_topic_prefix + t for t in platform_topics()],
                         partitions=self.settings.topic_partitions,
                         replication_factor=self.settings.topic_replication_factor,
@@ -143,13 +151,16 @@ class Runtime:
         return ok
 
     async def readiness(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(self.database.ping(), 2.0)
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unreachable ({type(exc).__name__})"
-        checks["broker"] = "ok" if await self.broker_ok() else "unreachable"
+        async def database() -> str:
+            try:
+                await asyncio.wait_for(self.database.ping(), 2.0)
+                return "ok"
+            except Exception as exc:
+                return f"unreachable ({type(exc).__name__})"
+
+        # Concurrently: a probe waits for the slower check (at most 2 s each), not for their sum.
+        database_state, broker_ok = await asyncio.gather(database(), self.broker_ok())
+        checks: dict[str, str] = {"database": database_state, "broker": "ok" if broker_ok else "unreachable"}
         for consumer in self.consumers:
             checks[f"consumer:{consumer.group_id}"] = "ok" if consumer.ready else "not assigned"
         return checks
@@ -163,10 +174,23 @@ def _health_router() -> APIRouter:
         return {"status": "alive"}
 
     @router.get("/readyz", summary="Base de données, broker et consommateurs prêts (readiness).",
-                responses={503: {"description": "Une dépendance n'est pas prête."}})
+                responses={503: {"description": "Une dépendance n'est pas prête.",
+                                 "content": {"application/json": {}}}})
     async def readyz(request: Request) -> JSONResponse:
         checks = await request.app.state.runtime.readiness()
         ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @router.get("/readyz/traffic",
+                summary="La base de données répond : l'API peut servir, même sans broker (readiness du trafic).",
+                description="Les mêmes vérifications que `/readyz`, mais seule la base de données décide : "
+                            "sans broker, les lectures et les écritures (par l'outbox) restent possibles.",
+                responses={503: {"description": "La base de données ne répond pas.",
+                                 "content": {"application/json": {}}}})
+    async def readyz_traffic(request: Request) -> JSONResponse:
+        checks = await request.app.state.runtime.readiness()
+        ready = checks["database"] == "ok"
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
 
@@ -227,11 +251,13 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
 
     app = FastAPI(title=definition.title, description=definition.description, version=definition.version,
                   lifespan=lifespan)
+    app.state.rate_limiter = rate_limiter_from(settings, service=definition.name)
     install_problem_handlers(app, echo_invalid_values=definition.echo_invalid_values,
                              domain_problems=definition.problems)
     app.include_router(_health_router())
     for router in definition.routers:
         app.include_router(router)
+    app.add_middleware(TextParametersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(_RequestLogMiddleware, service=definition.name)
     return app

@@ -16,6 +16,7 @@ import httpx
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cpts_console import login, proxy
@@ -24,6 +25,7 @@ from cpts_geo import communes
 from cpts_platform.logging import configure_logging, get_logger
 from cpts_platform.metrics import HTTP_REQUEST_DURATION, metrics_endpoint
 from cpts_platform.problems import BodySizeLimitMiddleware, ProblemError, install_problem_handlers
+from cpts_platform.ratelimit import rate_limiter_from
 
 log = get_logger(__name__)
 
@@ -125,8 +127,10 @@ def _pages_router() -> APIRouter:
 def _geo_router() -> APIRouter:
     router = APIRouter(prefix="/geo", tags=["référentiel"])
 
-    @router.get("/communes", summary="Nom, population et point (WGS84) de communes, pour la carte.")
-    async def commune_points(insee: Annotated[list[str], Query(max_length=300)]) -> list[dict]:
+    @router.get("/communes", summary="Nom, population et point (WGS84) de communes, pour la carte.",
+                responses={404: {"description": "Commune inconnue."}})
+    async def commune_points(
+            insee: Annotated[list[Annotated[str, Field(max_length=5)]], Query(max_length=300)]) -> list[dict]:
         """Public reference data (INSEE, IGN): served from the shared table, no token needed."""
         directory = communes()
         found = [directory.get(code) for code in insee]
@@ -159,6 +163,7 @@ def create_app(settings: ConsoleSettings | None = None, *,
                               "et de l'ARS ; relais vers les API des services avec le jeton de "
                               "l'utilisateur.")
     app.state.settings = settings
+    app.state.rate_limiter = rate_limiter_from(settings, service="console")
     install_problem_handlers(app)
     app.include_router(_health_router())
     app.include_router(login.router)

@@ -17,21 +17,28 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import Field
 
 from cpts_console.settings import ConsoleSettings
 from cpts_platform.auth import LocalIssuer, Role
 from cpts_platform.logging import get_logger
 from cpts_platform.problems import ProblemError, RequestModel
+from cpts_platform.ratelimit import rate_limited
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/auth", tags=["connexion"])
+
+# Logins are counted per client address: they come before any token.
+LOGIN_LIMIT = [Depends(rate_limited("login", by="ip"))]
+TOO_MANY = {429: {"description": "Trop de connexions depuis cette adresse : réessayer après `Retry-After` "
+                                  "s."}}
 
 OIDC_COOKIE = "cpts_console_oidc"
 MT_LOOKUPS = 10  # SAS participants looked up in the registry for the demo doctor
@@ -65,7 +72,7 @@ def demo_users(settings: ConsoleSettings) -> list[DemoUser]:
 
 
 class DemoLoginIn(RequestModel):
-    user: str
+    user: str = Field(max_length=40)
 
 
 def _issuer(settings: ConsoleSettings) -> LocalIssuer:
@@ -87,7 +94,8 @@ async def config(request: Request) -> dict[str, Any]:
             "cpts_name": settings.demo_cpts_name if demo else None}
 
 
-@router.get("/demo-users", summary="Les utilisateurs de démonstration (pile locale seulement).")
+@router.get("/demo-users", summary="Les utilisateurs de démonstration (pile locale seulement).",
+            responses={403: {"description": "Pas d'utilisateurs de démonstration en production."}})
 async def list_demo_users(request: Request) -> list[dict[str, str]]:
     settings: ConsoleSettings = request.app.state.settings
     _require_demo(settings)
@@ -95,7 +103,10 @@ async def list_demo_users(request: Request) -> list[dict[str, str]]:
             for u in demo_users(settings)]
 
 
-@router.post("/demo-login", summary="Un jeton de l'émetteur local pour un utilisateur de démonstration.")
+@router.post("/demo-login", summary="Un jeton de l'émetteur local pour un utilisateur de démonstration.",
+             dependencies=LOGIN_LIMIT,
+             responses={403: {"description": "Pas d'utilisateurs de démonstration en production."},
+                        404: {"description": "Utilisateur de démonstration inconnu."}, **TOO_MANY})
 async def demo_login(body: DemoLoginIn, request: Request) -> dict[str, Any]:
     settings: ConsoleSettings = request.app.state.settings
     _require_demo(settings)
@@ -199,7 +210,7 @@ def _pkce_pair() -> tuple[str, str]:
 
 @router.get("/oidc/login", summary="Connexion par OpenID Connect (Pro Santé Connect, Keycloak).",
             responses={302: {"description": "Vers le fournisseur d'identité."},
-                       501: {"description": "Non configuré."}})
+                       501: {"description": "Non configuré."}, **TOO_MANY}, dependencies=LOGIN_LIMIT)
 async def oidc_login(request: Request) -> Response:
     settings: ConsoleSettings = request.app.state.settings
     _require_oidc(settings)
@@ -218,9 +229,14 @@ async def oidc_login(request: Request) -> Response:
 
 
 @router.get("/oidc/callback", summary="Retour du fournisseur d'identité : échange du code contre un jeton.",
-            response_class=HTMLResponse)
-async def oidc_callback(request: Request, code: str | None = None, state: str | None = None,
-                        error: str | None = None) -> Response:
+            response_class=HTMLResponse, dependencies=LOGIN_LIMIT,
+            responses={400: {"description": "Session de connexion expirée ou falsifiée."},
+                       401: {"description": "Le fournisseur d'identité a refusé la connexion."},
+                       501: {"description": "Non configuré."},
+                       502: {"description": "Le fournisseur d'identité est injoignable."}, **TOO_MANY})
+async def oidc_callback(request: Request, code: Annotated[str | None, Query(max_length=2048)] = None,
+                        state: Annotated[str | None, Query(max_length=256)] = None,
+                        error: Annotated[str | None, Query(max_length=256)] = None) -> Response:
     settings: ConsoleSettings = request.app.state.settings
     _require_oidc(settings)
     if error:

@@ -31,6 +31,13 @@ class ConsoleSettings(BaseSettings):
     http_port: int = 8000
     log_level: str = "INFO"
     max_body_bytes: int = 1_048_576
+    # Logins per client address (`cpts_platform.ratelimit`): "N/minute;M/hour", every part must hold.
+    rate_limit_enabled: bool = Field(default=True, description="Off only for load tests.")
+    rate_limit_storage_uri: str = Field(
+        default="memory://",
+        description="memory:// (per process), or redis://host:6379 shared by the replicas.")
+    rate_limit_login: str = Field(default="20/minute;200/hour",
+                                  description="Demo and OpenID Connect logins (and callbacks) per address.")
 
     registry_url: str = "http://127.0.0.1:8001"
     snp_dispatch_url: str = "http://127.0.0.1:8002"

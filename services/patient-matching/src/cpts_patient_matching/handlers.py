@@ -88,10 +88,10 @@ from cpts_patient_matching.repository import (
     ProposalRow,
     RoundRow,
     SchedulerStateRow,
-    audit_table,
     tables,
 )
 from cpts_patient_matching.settings import Settings
+from cpts_platform import audit
 from cpts_platform.auth import Principal
 from cpts_platform.db import Database, PlatformTables, upsert
 from cpts_platform.outbox import add_events
@@ -128,13 +128,8 @@ def _event(payload) -> Event:
 async def audit_many(session: AsyncSession, principal: Principal, *, action: str, record_ids: Sequence[str],
                      purpose: str, record_type: str = "patient") -> None:
     """Audit lines (one per record) in the caller's transaction, in one statement."""
-    if not record_ids:
-        return
-    now = _now()
-    roles = ",".join(sorted(principal.roles))
-    await session.execute(sa.insert(audit_table), [
-        {"at": now, "subject": principal.subject, "roles": roles, "action": action,
-         "record_type": record_type, "record_id": record_id, "purpose": purpose} for record_id in record_ids])
+    await audit.record_many(session, principal, action=action, record_type=record_type, record_ids=record_ids,
+                            purpose=purpose)
 
 
 # --- Enrolment data and its checks --------------------------------------------------------------------------

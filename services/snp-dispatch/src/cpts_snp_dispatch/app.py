@@ -8,6 +8,7 @@ from cpts_snp_dispatch.api.routes import DOMAIN_PROBLEMS, router
 from cpts_snp_dispatch.consumers import SUBSCRIPTIONS
 from cpts_snp_dispatch.repository import metadata, tables
 from cpts_snp_dispatch.settings import Settings
+from cpts_snp_dispatch.sweeper import router as sweeper_router
 
 service = ServiceDefinition(
     name="snp-dispatch",
@@ -18,7 +19,7 @@ service = ServiceDefinition(
     metadata=metadata,
     tables=tables,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router, fhir_router],
+    routers=[router, fhir_router, sweeper_router],
     subscriptions=SUBSCRIPTIONS,
     problems=DOMAIN_PROBLEMS,
 )

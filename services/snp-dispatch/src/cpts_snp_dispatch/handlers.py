@@ -29,6 +29,7 @@ from cpts_events.snp_dispatch import (
     PatientIdentity,
     PatientWithoutMtSeen,
     SlotHeld,
+    SlotHoldExpired,
     SlotPublished,
     SlotReleased,
     SlotVisibilityChanged,
@@ -270,6 +271,32 @@ async def release_hold(*, database: Database, slot_id: str, hold_id: str, now: d
         slot = await _slot(session, slot_id)
         await add_events(session, database, [_event(SlotReleased(slot_id=slot_id, idnps=slot.idnps, hold_id=hold_id),
                                                     f"slot/{slot_id}")])
+
+
+async def expire_holds(*, database: Database, now: datetime | None = None, limit: int = 500) -> int:
+    """Clear the holds whose time is up on slots still free, and announce each (`slot.hold_expired`).
+
+    Searches already treat such a slot as free; this makes the hold's end an event for the others (console
+    lists, indicators) and keeps the hold columns clean. Each slot is cleared by a conditional UPDATE, so
+    replicas sweeping at the same time never announce one hold twice."""
+    now = now or _now()
+    async with database.transaction() as session:
+        # Locked while they are cleared (PostgreSQL; SQLite's unit of work holds the write lock): a hold renewed
+        # or booked meanwhile waits, then no longer matches. Another replica skips the rows this one took.
+        expired = (await session.execute(
+            sa.select(SlotRow.slot_id, SlotRow.idnps, SlotRow.hold_id, SlotRow.hold_request_id, SlotRow.held_until)
+            .where(SlotRow.held_until.is_not(None), SlotRow.held_until <= now, SlotRow.status == "free")
+            .order_by(SlotRow.held_until).limit(limit).with_for_update(skip_locked=True))).all()
+        if not expired:
+            return 0
+        await session.execute(
+            sa.update(SlotRow).where(col(SlotRow.slot_id).in_([row.slot_id for row in expired]))
+            .values(held_until=None, hold_id=None, hold_request_id=None, updated_at=now),
+            execution_options={"synchronize_session": False})
+        await add_events(session, database, [_event(SlotHoldExpired(
+            slot_id=row.slot_id, idnps=row.idnps, hold_id=row.hold_id, request_id=row.hold_request_id,
+            expired_at=row.held_until), f"slot/{row.slot_id}") for row in expired])
+    return len(expired)
 
 
 async def _open_request(session: AsyncSession, request_id: str, *, lock: bool = False) -> CareRequestRow:

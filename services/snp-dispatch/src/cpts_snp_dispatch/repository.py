@@ -79,6 +79,9 @@ class SlotRow(DispatchTable, table=True):
         sa.Index("ix_slot_free_cell", "geo_cell", "status", "start", "lat", "lon", "idnps", "service_type",
                  "held_until", "vis_public", "vis_pro", "vis_snp", "vis_cpts"),
         sa.Index("ix_slot_professional_start", "idnps", "start"),
+        # The few held slots, for the sweep of expired holds.
+        sa.Index("ix_slot_held_until", "held_until", postgresql_where=sa.text("held_until IS NOT NULL"),
+                 sqlite_where=sa.text("held_until IS NOT NULL")),
         sa.CheckConstraint('"end" > start', name="ck_slot_end_after_start"),
     )
 

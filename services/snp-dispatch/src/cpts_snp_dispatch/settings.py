@@ -12,6 +12,10 @@ class Settings(ServiceSettings):
     service_name: str = "snp-dispatch"
     http_port: int = 8002
     hold_ttl_seconds: int = Field(default=180, ge=10, le=1800, description="How long a held slot stays reserved.")
+    hold_sweep_interval_seconds: float = Field(
+        default=15.0, ge=0, le=600,
+        description="How often expired holds are cleared and announced (`slot.hold_expired`); 0 turns it off. "
+                    "Searches treat an expired hold as free at once, whatever this interval.")
     search_min_professionals: int = Field(
         default=5, ge=1, description="The radius is enlarged until this many professionals with free slots are found.")
     search_max_radius_km: float = Field(default=50.0, gt=0, le=200, description="Largest search radius (SAS: 50 km).")

@@ -53,6 +53,7 @@ from cpts_patient_matching.domain.intake import paris_today
 from cpts_patient_matching.domain.priority import Ranked, compare
 from cpts_patient_matching.repository import PatientRow, ProposalRow, RoundRow, get_gp
 from cpts_patient_matching.settings import Settings
+from cpts_platform import audit
 from cpts_platform.auth import Principal, Role, ensure, require_roles
 from cpts_platform.db import Database
 from cpts_platform.problems import ProblemError
@@ -172,9 +173,10 @@ async def enrol(cpts_id: CptsId, body: EnrolmentIn, principal: Guichet,
                       "chacune).")
 async def list_patients(cpts_id: CptsId, principal: Guichet, database: DatabaseDep, runtime: RuntimeDep,
                         status: Annotated[list[PatientStatus] | None, Query(
+                            max_length=10,
                             description="Statuts (défaut : en attente et proposés).")] = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                        offset: Annotated[int, Query(ge=0)] = 0) -> PatientPage:
+                        offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> PatientPage:
     _scope(principal, cpts_id)
     await handlers.expire_due(database)
     async with database.sessions() as session:
@@ -282,7 +284,7 @@ async def list_duplicates(cpts_id: CptsId, principal: Guichet, database: Databas
                           status: Annotated[str | None, Query(
                               pattern=r"^(open|merged|kept_separate|obsolete)$")] = "open",
                           limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                          offset: Annotated[int, Query(ge=0)] = 0) -> DuplicatePage:
+                          offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> DuplicatePage:
     _scope(principal, cpts_id)
     items, total = await queries.list_duplicates(session, cpts_id, status=status, limit=limit, offset=offset)
     await _audit(database, principal, sorted({s.patient_id for i in items for s in (i.a, i.b)}),
@@ -326,7 +328,7 @@ async def run_round(cpts_id: CptsId, principal: Coordinator, database: DatabaseD
                     "servi ».")
 async def list_rounds(cpts_id: CptsId, principal: Coordinator, session: ReadSessionDep,
                       limit: Annotated[int, Query(ge=1, le=200)] = 20,
-                      offset: Annotated[int, Query(ge=0)] = 0) -> RoundPage:
+                      offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> RoundPage:
     _scope(principal, cpts_id)
     rows = (await session.exec(select(RoundRow).where(RoundRow.cpts_id == cpts_id)
                                .order_by(col(RoundRow.started_at).desc()))).all()
@@ -348,7 +350,7 @@ async def list_proposals(cpts_id: CptsId, principal: Guichet, database: Database
                          status: Annotated[ProposalStatus | None, Query()] = None,
                          round_id: Annotated[str | None, Query(max_length=36)] = None,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                         offset: Annotated[int, Query(ge=0)] = 0) -> ProposalPage:
+                         offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> ProposalPage:
     _scope(principal, cpts_id)
     await handlers.expire_due(database)
     async with database.sessions() as session:
@@ -360,6 +362,7 @@ async def list_proposals(cpts_id: CptsId, principal: Guichet, database: Database
         rows = list((await session.exec(query.order_by(col(ProposalRow.made_at).desc(),
                                                        ProposalRow.proposal_id))).all())
         items = await queries.proposals_public(session, rows[offset:offset + limit])
+    await _audit(database, principal, sorted({i.patient_id for i in items}), "matching: proposals of the CPTS")
     return ProposalPage(items=items, total=len(rows))
 
 
@@ -422,7 +425,7 @@ async def _gp_view(database: Database, principal: Principal, row: ProposalRow) -
 async def my_proposals(principal: Gp, database: DatabaseDep,
                        status: Annotated[ProposalStatus | None, Query()] = None,
                        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                       offset: Annotated[int, Query(ge=0)] = 0) -> GpProposalPage:
+                       offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> GpProposalPage:
     ensure(principal.idnps is not None, "Your token carries no national professional id (idnps).")
     await handlers.expire_due(database)
     async with database.sessions() as session:
@@ -498,6 +501,6 @@ async def read_gp(idnps: str, principal: Coordinator, session: ReadSessionDep) -
     return GpPublic.model_validate(row, from_attributes=True)
 
 
-router = APIRouter(lifespan=scheduler.lifespan)
-for sub in (patients, rounds, proposals, gps):
+router = APIRouter(lifespan=scheduler.lifespan, dependencies=[Depends(audit.capture_declared_purpose)])
+for sub in (patients, rounds, proposals, gps, audit.audit_router()):
     router.include_router(sub)

@@ -27,7 +27,8 @@ class IdentityIn(RequestModel):
     birth_date: date
     sex: Sex
     phone: str | None = Field(default=None, pattern=PHONE_PATTERN)
-    ins_nir: str | None = Field(default=None, description="NIR of a qualified INS identity (key checked).")
+    ins_nir: str | None = Field(default=None, max_length=25,
+                                description="NIR of a qualified INS identity (key checked).")
 
 
 class IdentityPublic(BaseModel):

@@ -42,6 +42,13 @@ class ProfessionalUpdate(RequestModel):
     specialty_label: str | None = Field(default=None, max_length=150)
     commune_insee: Insee | None = None
 
+    @field_validator("family_name", "given_name", "profession_code")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be left out, not set to null")
+        return value
+
 
 class SitePublic(BaseModel):
     site_id: str

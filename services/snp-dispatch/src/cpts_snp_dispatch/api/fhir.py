@@ -25,11 +25,13 @@ from fastapi.routing import APIRoute
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from cpts_platform.audit import capture_declared_purpose
 from cpts_platform.auth import Principal, Role, ensure, require_roles
+from cpts_platform.ratelimit import rate_limited
 from cpts_platform.service import DatabaseDep, ReadSessionDep
 from cpts_snp_dispatch import fhir_mapping as fm
 from cpts_snp_dispatch import handlers
-from cpts_snp_dispatch.api.routes import manages_professional
+from cpts_snp_dispatch.api.routes import audit_access, manages_professional
 from cpts_snp_dispatch.domain.errors import DispatchError
 from cpts_snp_dispatch.queries import audience_for
 from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow, SlotRow
@@ -79,7 +81,8 @@ class _FhirRoute(APIRoute):
         return route_handler
 
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"], route_class=_FhirRoute)
+router = APIRouter(prefix="/fhir", tags=["FHIR"], route_class=_FhirRoute,
+                   dependencies=[Depends(capture_declared_purpose)])
 
 _FHIR_BODY = {fm.FHIR_JSON: {"schema": {"type": "object"}}}
 
@@ -160,7 +163,10 @@ _SLOT_SEARCH_PARAMETERS = {
             summary="Rechercher des créneaux libres (requête de l'agrégateur SAS).",
             responses=_doc(200, "Bundle searchset : Slot, Schedule, Practitioner, PractitionerRole (variante "
                                 "CPTS : HealthcareService, Organization).",
-                           {400: "Paramètre absent ou invalide"}),
+                           {400: "Paramètre absent ou invalide"}) | {
+                429: {"description": "Trop de recherches de ce client : réessayer après `Retry-After` s "
+                                     "(problem+json)."}},
+            dependencies=[Depends(rate_limited("fhir_search"))],
             openapi_extra={"parameters": [
                 {"name": name, "in": "query", "required": name in ("start", fm.PRACTITIONER_PARAM, "status"),
                  "description": text, "schema": {"type": "string"}}
@@ -302,6 +308,7 @@ async def create_appointment(request: Request, principal: Booker, database: Data
     await session.close()
     row = await handlers.book_slot(database=database, by=principal.subject, slot_id=slot.slot_id,
                                    request_id=None, identifier=wanted.identifier)
+    await audit_access(database, principal, "create", row.appointment_id, "booking")
     return _fhir(fm.appointment(row), 201, location=_url(request, "Appointment", row.appointment_id))
 
 
@@ -318,9 +325,12 @@ async def _own_appointment(session: AsyncSession, principal: Principal, row: App
 
 @router.get("/Appointment/{id}", response_class=Response, summary="Lire un rendez-vous.",
             responses=_doc(200, "Appointment.", {404: "Rendez-vous inconnu"}))
-async def read_appointment(id: str, principal: Booker, session: ReadSessionDep) -> Response:
+async def read_appointment(id: str, principal: Booker, session: ReadSessionDep, database: DatabaseDep
+                           ) -> Response:
     row = await _own_appointment(session, principal, await session.get(AppointmentRow, id),
                                  f"Appointment/{id}")
+    await session.close()
+    await audit_access(database, principal, "read", row.appointment_id, "follow-up")
     return _fhir(fm.appointment(row))
 
 
@@ -353,4 +363,5 @@ async def update_appointment(request: Request, principal: Booker, database: Data
     elif wanted.status != row.status:
         raise fm.FhirError(409, f"The appointment is {row.status}: it cannot become {wanted.status}.",
                            expression="Appointment.status", code="conflict")
+    await audit_access(database, principal, "update", row.appointment_id, f"booking: {wanted.status}")
     return _fhir(fm.appointment(row))

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Callable
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import Field
 from sqlmodel import select
 
 from cpts_geo import communes
@@ -13,6 +14,7 @@ from cpts_platform import audit
 from cpts_platform.auth import Principal, Role, ensure, require_roles
 from cpts_platform.db import Database
 from cpts_platform.problems import ProblemError
+from cpts_platform.ratelimit import rate_limited
 from cpts_platform.service import DatabaseDep, ReadSessionDep, RuntimeDep
 from cpts_snp_dispatch import handlers, queries
 from cpts_snp_dispatch.api.schemas import (
@@ -199,7 +201,13 @@ async def hold(slot_id: str, body: HoldIn, principal: Dispatcher, database: Data
 
 
 @slots.delete("/{slot_id}/hold/{hold_id}", status_code=204, summary="Relâcher un créneau bloqué.")
-async def release(slot_id: str, hold_id: str, _: Dispatcher, database: DatabaseDep) -> Response:
+async def release(slot_id: str, hold_id: str, principal: Dispatcher, database: DatabaseDep) -> Response:
+    async with database.sessions() as session:
+        slot = await session.get(SlotRow, slot_id)
+        request = (await session.get(CareRequestRow, slot.hold_request_id)
+                   if slot is not None and slot.hold_request_id else None)
+    if request is not None and not can_access_request(principal, request):
+        raise ProblemError(404, f"No hold {hold_id} on slot {slot_id}.")  # held for a request the caller may not see
     await handlers.release_hold(database=database, slot_id=slot_id, hold_id=hold_id)
     return Response(status_code=204)
 
@@ -309,9 +317,12 @@ async def read_care_request(request_id: str, principal: Dispatcher, database: Da
 
 
 @care_requests.get("/{request_id}/candidates", response_model=SearchResult,
-                   summary="Professionnels et créneaux classés selon les règles du SAS pour cette demande.")
+                   summary="Professionnels et créneaux classés selon les règles du SAS pour cette demande.",
+                   dependencies=[Depends(rate_limited("search"))],
+                   responses={429: {"description": "Trop de recherches : réessayer après `Retry-After` s."}})
 async def candidates(request_id: str, principal: Dispatcher, database: DatabaseDep, runtime: RuntimeDep,
-                     service_type: Annotated[list[str] | None, Query(
+                     service_type: Annotated[list[Annotated[str, Field(max_length=3)]] | None, Query(
+                         max_length=3,
                          description="AMB cabinet, HH visite, VR téléconsultation (défaut : selon la demande).")]
                      = None,
                      limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -333,6 +344,7 @@ async def close(request_id: str, body: CloseIn, principal: Dispatcher, database:
     await _request_for(database, principal, request_id, purpose="close without slot")
     row = await handlers.close_without_slot(database=database, request_id=request_id, orientation=body.orientation,
                                             reason=body.reason, comment=body.comment)
+    await audit_access(database, principal, "close", request_id, "close without slot", record_type="care_request")
     return _request_public(row)
 
 
@@ -341,6 +353,15 @@ async def close(request_id: str, body: CloseIn, principal: Dispatcher, database:
 
 def _appointment_public(row: AppointmentRow) -> AppointmentPublic:
     return AppointmentPublic.model_validate(row, from_attributes=True)
+
+
+async def audit_access(database: Database, principal: Principal, action: str, record_id: str, purpose: str,
+                       *, record_type: str = "appointment") -> None:
+    """An access to an appointment (or a change of a care request) in the audit trail, committed before the
+    record is served."""
+    async with database.transaction() as session:
+        await audit.record(session, principal, action=action, record_type=record_type, record_id=record_id,
+                           purpose=purpose)
 
 
 @appointments.post("", status_code=201, response_model=AppointmentPublic,
@@ -357,6 +378,7 @@ async def book(body: AppointmentIn, principal: Booker, database: DatabaseDep) ->
         await _managed_professional(database, principal, slot.idnps)
     row = await handlers.book_slot(database=database, by=principal.subject, slot_id=body.slot_id,
                                    request_id=body.request_id, hold_id=body.hold_id)
+    await audit_access(database, principal, "create", row.appointment_id, "booking")
     return _appointment_public(row)
 
 
@@ -366,6 +388,7 @@ async def book_en_sus(body: EnSusIn, principal: Dispatcher, database: DatabaseDe
     await _request_for(database, principal, body.request_id, purpose="book en sus")
     row = await handlers.book_en_sus(database=database, by=principal.subject, request_id=body.request_id,
                                      idnps=body.idnps)
+    await audit_access(database, principal, "create", row.appointment_id, "booking en sus")
     return _appointment_public(row)
 
 
@@ -390,7 +413,9 @@ async def _appointment_in(session, principal: Principal, appointment_id: str) ->
 
 @appointments.get("/{appointment_id}", response_model=AppointmentPublic, summary="Un rendez-vous.")
 async def read_appointment(appointment_id: str, principal: Booker, database: DatabaseDep) -> AppointmentPublic:
-    return _appointment_public(await _appointment_for(database, principal, appointment_id))
+    row = await _appointment_for(database, principal, appointment_id)
+    await audit_access(database, principal, "read", appointment_id, "follow-up")
+    return _appointment_public(row)
 
 
 @appointments.post("/{appointment_id}/cancel", response_model=AppointmentPublic,
@@ -399,6 +424,7 @@ async def cancel(appointment_id: str, body: CancelIn, principal: Booker, databas
                  ) -> AppointmentPublic:
     await _appointment_for(database, principal, appointment_id)
     row = await handlers.cancel_appointment(database=database, appointment_id=appointment_id, reason=body.reason)
+    await audit_access(database, principal, "cancel", appointment_id, "booking: cancellation")
     return _appointment_public(row)
 
 
@@ -408,6 +434,7 @@ async def outcome(appointment_id: str, body: OutcomeIn, principal: Booker, datab
                   ) -> AppointmentPublic:
     await _appointment_for(database, principal, appointment_id)
     row = await handlers.record_outcome(database=database, appointment_id=appointment_id, outcome=body.outcome)
+    await audit_access(database, principal, "outcome", appointment_id, "care: outcome")
     return _appointment_public(row)
 
 
@@ -439,6 +466,6 @@ async def read_effecteur(idnps: str, _: Dispatcher, session: ReadSessionDep) -> 
     return EffecteurPublic.model_validate(row, from_attributes=True)
 
 
-router = APIRouter()
-for sub in (care_requests, slots, appointments, effecteurs):
+router = APIRouter(dependencies=[Depends(audit.capture_declared_purpose)])
+for sub in (care_requests, slots, appointments, effecteurs, audit.audit_router()):
     router.include_router(sub)

@@ -110,7 +110,8 @@ class PatientIn(RequestModel):
     birth_date: date
     sex: Literal["F", "M", "U"]
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 .]{6,20}$")
-    ins_nir: str | None = Field(default=None, description="NIR of a qualified INS identity; its key is checked.")
+    ins_nir: str | None = Field(default=None, max_length=25,
+                                description="NIR of a qualified INS identity; its key is checked.")
 
 
 class LocationIn(RequestModel):

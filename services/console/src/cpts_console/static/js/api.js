@@ -46,18 +46,26 @@ export { describe as errorText };
 
 /**
  * fetch + JSON + problems. `path` starts with `/api/…` (services) or `/auth/…`, `/geo/…` (console).
- * Answers 204 with null; `{raw: true}` returns the Response (downloads).
+ * Answers 204 with null; `{raw: true}` returns the Response (downloads); `accept` asks for another type
+ * (`text/html`: the text).
  */
 export async function request(
   path,
-  { method = 'GET', query = null, body = undefined, raw = false, auth = true } = {},
+  {
+    method = 'GET',
+    query = null,
+    body = undefined,
+    raw = false,
+    auth = true,
+    accept = 'application/json',
+  } = {},
 ) {
   const url = new URL(path, window.location.origin);
   for (const [k, v] of Object.entries(query || {})) {
     if (v === null || v === undefined || v === '') continue;
     for (const one of Array.isArray(v) ? v : [v]) url.searchParams.append(k, String(one));
   }
-  const headers = { Accept: 'application/json' };
+  const headers = { Accept: accept };
   const session = auth ? currentSession() : null;
   if (session) headers.Authorization = `Bearer ${session.token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';

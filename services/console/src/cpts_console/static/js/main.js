@@ -50,6 +50,13 @@ export const ROUTES = [
     load: () => import('./views/dashboard.js'),
   },
   {
+    path: '/rapport-annuel',
+    label: 'Rapport annuel ACI',
+    roles: ['coordinator', 'ars'],
+    load: () => import('./views/report.js'),
+    hidden: true, // opened from the dashboard, for a CPTS and a year
+  },
+  {
     path: '/annuaire',
     label: 'Annuaire du territoire',
     roles: ['regulator', 'secretary', 'professional', 'coordinator'],
@@ -81,13 +88,15 @@ function renderNav(session, current) {
     h(
       'ul',
       {},
-      allowedRoutes(session).map((r) =>
-        h(
-          'li',
-          {},
-          h('a', { href: `#${r.path}`, 'aria-current': r.path === current ? 'page' : null }, r.label),
+      allowedRoutes(session)
+        .filter((r) => !r.hidden)
+        .map((r) =>
+          h(
+            'li',
+            {},
+            h('a', { href: `#${r.path}`, 'aria-current': r.path === current ? 'page' : null }, r.label),
+          ),
         ),
-      ),
     ),
   );
   const roleLabel = session.roles.map((r) => ROLES[r] || r).join(', ');
@@ -113,9 +122,25 @@ function deniedView(route) {
   );
 }
 
+let shown = 0; // the latest navigation: an earlier one still loading draws nothing
+
+/** A fresh container for one screen: a screen still drawing after its user moved on draws off the page. */
+function viewHost() {
+  const host = h('div', { class: 'view' });
+  main.replaceChildren(host);
+  return host;
+}
+
+/** The stop function of a screen (timers, polling), run at once when the user has already moved on. */
+function keep(navigation, stop) {
+  if (navigation === shown) cleanup = stop;
+  else if (typeof stop === 'function') stop();
+}
+
 async function show() {
   if (typeof cleanup === 'function') cleanup();
   cleanup = null;
+  const current = ++shown;
   const session = currentSession();
   const { path, params } = parseHash();
   const routes = allowedRoutes(session);
@@ -123,7 +148,8 @@ async function show() {
     renderNav(null, path);
     document.title = 'Connexion — Console CPTS · SAS';
     const view = await import('./views/login.js');
-    cleanup = await view.render(clear(main), { params });
+    if (current !== shown) return;
+    keep(current, await view.render(viewHost(), { params }));
     return;
   }
   if (path === '/' || path === '/connexion') {
@@ -154,7 +180,9 @@ async function show() {
     return;
   }
   const view = await route.load();
-  cleanup = await view.render(main, { session, params, route, navigate });
+  if (current !== shown) return;
+  keep(current, await view.render(viewHost(), { session, params, route, navigate }));
+  if (current !== shown) return;
   main.focus({ preventScroll: true });
 }
 

@@ -16,6 +16,7 @@ import {
   time,
   URGENCIES,
 } from '../format.js';
+import { reportAvailable } from './report.js';
 
 const MISSIONS = [
   ['1a', 'Accès à un médecin traitant (mission 1a)'],
@@ -150,6 +151,8 @@ async function extraDownloads() {
     const doc = await request('/api/indicators/openapi.json', { auth: false });
     return Object.entries(doc.paths || {})
       .filter(([path, ops]) => ops.get && path.startsWith('/indicators/cpts/{cpts_id}/'))
+      // A file of the CPTS alone (the annual report, per year, has its own button).
+      .filter(([path]) => !path.slice('/indicators/cpts/{cpts_id}/'.length).includes('{'))
       .map(([path, ops]) => ({
         path,
         summary: ops.get.summary || path,
@@ -162,7 +165,15 @@ async function extraDownloads() {
   }
 }
 
-export async function render(main, { session }) {
+/** The years an annual report may be asked for: this one and the five before, from the ACI's 2019. */
+function reportYears() {
+  const now = Number(parisDateKey().slice(0, 4));
+  return Array.from({ length: 6 }, (_, i) => now - i)
+    .filter((y) => y >= 2019)
+    .map((y) => [String(y), String(y)]);
+}
+
+export async function render(main, { session, navigate }) {
   const notice = h('div', {});
   main.append(
     h(
@@ -252,7 +263,24 @@ export async function render(main, { session }) {
     grid,
   );
 
-  const extras = await extraDownloads();
+  const [extras, withReport] = await Promise.all([extraDownloads(), reportAvailable()]);
+  const yearSelect = select(reportYears(), { id: 'dash-report-year' });
+  const reportControls = withReport
+    ? h(
+        'div',
+        { class: 'report-link' },
+        field('Année du rapport', yearSelect),
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'secondary',
+            onClick: () => navigate('/rapport-annuel', { cpts: state.cpts, annee: yearSelect.value }),
+          },
+          'Rapport annuel ACI',
+        ),
+      )
+    : null;
   const downloadExtra = async (extra) => {
     const wanted = { period: state.kind, from: firstOf(state.kind, state.count) };
     const query = Object.fromEntries(Object.entries(wanted).filter(([k]) => extra.params.includes(k)));
@@ -276,6 +304,7 @@ export async function render(main, { session }) {
         e.label,
       ),
     ),
+    reportControls,
   );
 
   async function exportCsv() {

@@ -1,0 +1,1 @@
+"""Browser tests of the web console (a package: its stack is shared by its modules, then stopped)."""
