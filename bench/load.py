@@ -7,9 +7,11 @@ The service runs as `cpts serve` runs it (uvicorn, its lifespan: outbox relay, c
 with the local broker, on a Rhône-sized dataset (the same generator as `bench/snp_dispatch.py`: GPs at the
 commune points, SAS participants, free slots over the SAS window). During `--seconds`:
 
-- `--regulators` regulators work in a closed loop, each as fast as the service answers: create a care request
-  (`POST /care-requests`), get its ranked cards (`GET .../candidates`), hold one of the first free slots
-  (`POST /slots/{id}/hold`), book it (`POST /appointments` with the hold). A 409 (another regulator was
+- `--regulators` regulators work in a closed loop: create a care request (`POST /care-requests`), get its
+  ranked cards (`GET .../candidates`), hold one of the first free slots (`POST /slots/{id}/hold`), book it
+  (`POST /appointments` with the hold), pausing `--think-seconds` (on average) after creating the request and
+  after reading the cards, as a regulator does on the phone (`--think-seconds 0`: as fast as the service
+  answers, a stress far beyond fifty people). A 409 (another regulator was
   faster on that slot) is the expected answer of a race, not an error: the regulator takes the next slot of
   the cards (up to 3 tries), then closes the request with an orientation when nothing is left.
 - publishers send `--publications-per-second` new slots a second in an open loop (requests leave at fixed
@@ -91,7 +93,12 @@ async def call(client: httpx.AsyncClient, recorder: Recorder, operation: str, me
 
 
 async def regulator(client: httpx.AsyncClient, headers: dict, recorder: Recorder, rng: random.Random,
-                    bodies: list[dict], stop_at: float, journeys: Counter, booked: list[str]) -> None:
+                    bodies: list[dict], stop_at: float, journeys: Counter, booked: list[str], think: float) -> None:
+    async def pause() -> None:
+        if think:
+            await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
+
+    await asyncio.sleep(rng.uniform(0, think))  # the regulators do not all start at the same instant
     while time.monotonic() < stop_at:
         body = rng.choice(bodies)
         created = await call(client, recorder, "care_request", "POST", "/care-requests", json=body, headers=headers,
@@ -100,12 +107,14 @@ async def regulator(client: httpx.AsyncClient, headers: dict, recorder: Recorder
             journeys["failed"] += 1
             continue
         request_id = created.json()["request_id"]
+        await pause()
         cards = await call(client, recorder, "search", "GET", f"/care-requests/{request_id}/candidates",
                            headers=headers, expected=(200,))
         if cards is None or cards.status_code != 200:
             journeys["failed"] += 1
             continue
         free = [s for card in cards.json()["cards"] for day in card["slots"].values() for s in day if s["bookable"]]
+        await pause()
         outcome = "closed"
         for slot in free[:3]:
             hold = await call(client, recorder, "hold", "POST", f"/slots/{slot['slot_id']}/hold", headers=headers,
@@ -255,7 +264,8 @@ async def run_database(kind: str, args, bootstrap: str) -> dict:
             regulators = [asyncio.create_task(regulator(
                 client, {"Authorization": "Bearer " + issuer.mint(subject=f"regulator-{i}", roles=["regulator"],
                                                                    departements=[sd.DEPARTEMENT])},
-                recorder, random.Random(i), bodies, stop_at, journeys, booked)) for i in range(args.regulators)]
+                recorder, random.Random(i), bodies, stop_at, journeys, booked, args.think_seconds))
+                for i in range(args.regulators)]
             publishing = await publisher(client, publisher_headers, recorder, plan,
                                          args.publications_per_second / args.slots_per_request, args.seconds,
                                          published)
@@ -323,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 s, smaller dataset")
     parser.add_argument("--regulators", type=int, default=50)
     parser.add_argument("--publications-per-second", type=float, default=200.0, help="slots published a second")
-    parser.add_argument("--slots-per-request", type=int, default=4)
+    parser.add_argument("--slots-per-request", type=int, default=8)
+    parser.add_argument("--think-seconds", type=float, default=3.0,
+                        help="a regulator's pause between reading the cards and holding, and after creating the "
+                             "request (uniform 0.5x-1.5x); 0: the stress variant, each regulator as fast as "
+                             "the service answers")
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--professionals", type=int)
     parser.add_argument("--slots", type=int)

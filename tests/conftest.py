@@ -69,7 +69,7 @@ class Stack:
         process.send_signal(signal.SIGKILL)
         process.wait()
 
-    def wait_ready(self, *services: str, timeout: float = 60.0) -> None:
+    def wait_ready(self, *services: str, timeout: float = 120.0) -> None:
         pending = set(services or self.processes)
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
