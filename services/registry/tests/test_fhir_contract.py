@@ -18,7 +18,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from cpts_registry import fhir_mapping as fm
 from cpts_registry.repository import CptsRow, PracticeSiteRow, ProfessionalRow
 
-REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3] / "tests" / "reference"  # the repository's copy
 EXAMPLES = REFERENCE / "sas-ig-examples"
 SAS_PACKAGE = REFERENCE / "fhir-packages" / "ans.fhir.fr.sas-1.2.0.tgz"
 NOW = datetime(2026, 1, 5, tzinfo=timezone.utc)

@@ -25,7 +25,7 @@ from cpts_snp_dispatch.domain.slots import check_specs
 from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow, SlotRow
 
 # Copies of the official SAS examples and package (sources and licences in their READMEs).
-REFERENCE = Path(__file__).resolve().parent / "reference"
+REFERENCE = Path(__file__).resolve().parents[3] / "tests" / "reference"  # the repository's copy
 EXAMPLES = REFERENCE / "sas-ig-examples"
 SAS_PACKAGE = REFERENCE / "fhir-packages" / "ans.fhir.fr.sas-1.2.0.tgz"
 NOW = datetime.now(UTC).replace(microsecond=0)
