@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Callable, Mapping
+from typing import Annotated, AsyncIterator, Callable, Coroutine, Mapping
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -261,6 +261,25 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings | None =
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(_RequestLogMiddleware, service=definition.name)
     return app
+
+
+def background_task(name: str, start: Callable[[Runtime], Coroutine | None]) -> APIRouter:
+    """A router whose lifespan runs a service's own background work next to its consumers: `start(runtime)`
+    gives the coroutine (or None when the work is switched off), which runs as a task inside the service's
+    lifespan (the runtime exists) and is cancelled, and awaited, before the runtime stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        work = start(app.state.runtime)
+        task = asyncio.create_task(work, name=name) if work is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    return APIRouter(lifespan=lifespan)
 
 
 def get_runtime(request: Request) -> Runtime:

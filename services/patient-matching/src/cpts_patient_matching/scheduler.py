@@ -9,17 +9,14 @@ expiry is idempotent (a conditional transition per proposal), so replicas may bo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
-
-from fastapi import FastAPI
 
 from cpts_patient_matching import handlers
 from cpts_patient_matching.settings import Settings, configure
 from cpts_platform.consumer import is_transient
 from cpts_platform.db import Database
 from cpts_platform.logging import get_logger
+from cpts_platform.service import Runtime, background_task
 
 log = get_logger(__name__)
 
@@ -52,18 +49,12 @@ async def run_forever(database: Database, settings: Settings) -> None:
         await asyncio.sleep(settings.scheduler_tick_seconds)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Runs inside the service's own lifespan (the runtime exists): configures the event handlers' settings
-    and starts the background task, stopped before the runtime."""
-    runtime = app.state.runtime
-    settings: Settings = runtime.settings
+def _start(runtime: Runtime):
+    """Inside the service's own lifespan: the event handlers get the service's settings, and the background
+    task starts unless switched off (`scheduler_enabled`)."""
+    settings: Settings = runtime.settings  # type: ignore[assignment]
     configure(settings)
-    task = asyncio.create_task(run_forever(runtime.database, settings), name="patient-matching-scheduler") \
-        if settings.scheduler_enabled else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    return run_forever(runtime.database, settings) if settings.scheduler_enabled else None
+
+
+router = background_task("patient-matching-scheduler", _start)

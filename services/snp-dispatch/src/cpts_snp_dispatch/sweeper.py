@@ -7,14 +7,11 @@ so replicas may sweep at the same time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from fastapi import APIRouter, FastAPI
 
 from cpts_platform.consumer import is_transient
 from cpts_platform.db import Database
 from cpts_platform.logging import get_logger
+from cpts_platform.service import Runtime, background_task
 from cpts_snp_dispatch import handlers
 
 log = get_logger(__name__)
@@ -33,19 +30,9 @@ async def sweep_forever(database: Database, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Inside the service's lifespan (the runtime exists); stopped before the runtime."""
-    runtime = app.state.runtime
+def _start(runtime: Runtime):
     interval = runtime.settings.hold_sweep_interval_seconds
-    task = asyncio.create_task(sweep_forever(runtime.database, interval), name="hold-sweeper") \
-        if interval > 0 else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    return sweep_forever(runtime.database, interval) if interval > 0 else None
 
 
-router = APIRouter(lifespan=lifespan)
+router = background_task("hold-sweeper", _start)

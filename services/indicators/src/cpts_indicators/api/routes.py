@@ -7,13 +7,11 @@ caller's scope is a 403; a CPTS the indicators have not heard of (no registry ev
 
 from __future__ import annotations
 
-import asyncio
 
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cpts_indicators import handlers, queries
@@ -43,26 +41,19 @@ from cpts_indicators.settings import Settings, configure
 from cpts_indicators.snapshots import snapshot_worker
 from cpts_platform.auth import Principal, Role, ensure, require_roles
 from cpts_platform.problems import ProblemError
-from cpts_platform.service import DatabaseDep, ReadSessionDep, Runtime, RuntimeDep
+from cpts_platform.service import DatabaseDep, ReadSessionDep, Runtime, RuntimeDep, background_task
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Inside the service's lifespan (the runtime exists): the event handlers get the service's settings."""
-    runtime = app.state.runtime
+def _start_snapshots(runtime: Runtime):
+    """Inside the service's lifespan (the runtime exists): the event handlers get the service's settings, and
+    the snapshot worker starts unless switched off."""
     configure(runtime.settings)
     interval = runtime.settings.snapshot_interval_seconds
-    worker = asyncio.create_task(snapshot_worker(runtime.database, interval), name="indicator-snapshots") \
-        if interval > 0 else None
-    try:
-        yield
-    finally:
-        if worker is not None:
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
+    return snapshot_worker(runtime.database, interval) if interval > 0 else None
 
 
-router = APIRouter(prefix="/indicators", tags=["indicateurs"], lifespan=lifespan)
+router = APIRouter(prefix="/indicators", tags=["indicateurs"])
+router.include_router(background_task("indicator-snapshots", _start_snapshots))
 
 Follower = Annotated[Principal, Depends(require_roles(Role.COORDINATOR, Role.SECRETARY, Role.ARS))]
 Admin = Annotated[Principal, Depends(require_roles())]

@@ -501,6 +501,6 @@ async def read_gp(idnps: str, principal: Coordinator, session: ReadSessionDep) -
     return GpPublic.model_validate(row, from_attributes=True)
 
 
-router = APIRouter(lifespan=scheduler.lifespan, dependencies=[Depends(audit.capture_declared_purpose)])
-for sub in (patients, rounds, proposals, gps, audit.audit_router()):
+router = APIRouter(dependencies=[Depends(audit.capture_declared_purpose)])
+for sub in (scheduler.router, patients, rounds, proposals, gps, audit.audit_router()):
     router.include_router(sub)
