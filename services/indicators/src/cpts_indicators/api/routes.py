@@ -165,6 +165,18 @@ async def indicator_series(cpts_id: CptsId, indicator_id: str, principal: Follow
                            points=[SeriesPoint.from_published(v) for v in values])
 
 
+async def _export(principal: Principal, cpts_id: str, session: AsyncSession, runtime: Runtime,
+                  period: PeriodKind, first: str | None, last: str | None) -> tuple[list, str, int]:
+    """What both exports serve: the published values of the periods asked (custom indicators included), the
+    file's name without its extension, and the small-cell threshold."""
+    await authorize(principal, cpts_id, session)
+    settings = _settings(runtime)
+    periods = _range(period, first, last, settings.max_periods_per_request)
+    values = await queries.published_values(session, cpts_id=cpts_id, periods=periods,
+                                             threshold=settings.small_cell_threshold, custom=True)
+    return values, f"indicateurs-{cpts_id}-{periods[0].key}-{periods[-1].key}", settings.small_cell_threshold
+
+
 @router.get("/cpts/{cpts_id}/export.csv", response_class=Response,
             summary="Export CSV des indicateurs d'une CPTS sur une suite de périodes (petits effectifs "
                     "masqués).",
@@ -174,12 +186,8 @@ async def export_csv(cpts_id: CptsId, principal: Follower, session: ReadSessionD
                      period: PeriodQuery = PeriodKind.MONTH,
                      first: FromKey = None,
                      last: ToKey = None) -> Response:
-    await authorize(principal, cpts_id, session)
-    settings = _settings(runtime)
-    periods = _range(period, first, last, settings.max_periods_per_request)
-    values = await queries.published_values(session, cpts_id=cpts_id, periods=periods,
-                                             threshold=settings.small_cell_threshold, custom=True)
-    name = f"indicateurs-{cpts_id}-{periods[0].key}-{periods[-1].key}.csv"
+    values, name, threshold = await _export(principal, cpts_id, session, runtime, period, first, last)
+    name += ".csv"
     return Response(csv_export(cpts_id, values), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -193,13 +201,9 @@ async def export_xlsx(cpts_id: CptsId, principal: Follower, session: ReadSession
                       period: PeriodQuery = PeriodKind.MONTH,
                       first: FromKey = None,
                       last: ToKey = None) -> Response:
-    await authorize(principal, cpts_id, session)
-    settings = _settings(runtime)
-    periods = _range(period, first, last, settings.max_periods_per_request)
-    values = await queries.published_values(session, cpts_id=cpts_id, periods=periods,
-                                             threshold=settings.small_cell_threshold, custom=True)
-    name = f"indicateurs-{cpts_id}-{periods[0].key}-{periods[-1].key}.xlsx"
-    return Response(xlsx_export(cpts_id, values, threshold=settings.small_cell_threshold),
+    values, name, threshold = await _export(principal, cpts_id, session, runtime, period, first, last)
+    name += ".xlsx"
+    return Response(xlsx_export(cpts_id, values, threshold=threshold),
                     media_type=XLSX_MEDIA_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
