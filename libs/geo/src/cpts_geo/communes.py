@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterator
+from typing import Callable, Iterator
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -52,6 +52,20 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
+def distance_from(lat: float, lon: float) -> Callable[[float, float], float]:
+    """`haversine_km(lat, lon, ...)` as a function of the other point, the first point's trigonometry done once:
+    for measuring many points from one (every site of a search area from the patient)."""
+    p1, l1, cos1 = math.radians(lat), math.radians(lon), math.cos(math.radians(lat))
+    radians, sin, cos, asin, sqrt = math.radians, math.sin, math.cos, math.asin, math.sqrt
+
+    def distance(lat2: float, lon2: float) -> float:
+        p2 = radians(lat2)
+        a = sin((p2 - p1) / 2) ** 2 + cos1 * cos(p2) * sin((radians(lon2) - l1) / 2) ** 2
+        return 2 * EARTH_RADIUS_KM * asin(sqrt(a))
+
+    return distance
+
+
 def fold(text: str) -> str:
     """Lower case without accents, for prefix search on names."""
     return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
@@ -88,7 +102,8 @@ class CommuneDirectory:
         # exact distance.
         band = radius_km / 111.0 + 0.01
         low, high = bisect.bisect_left(self._lats, lat - band), bisect.bisect_right(self._lats, lat + band)
-        return [c for c in self._by_lat[low:high] if haversine_km(lat, lon, c.lat, c.lon) <= radius_km]
+        distance = distance_from(lat, lon)
+        return [c for c in self._by_lat[low:high] if distance(c.lat, c.lon) <= radius_km]
 
     def get(self, insee: str) -> Commune | None:
         return self._by_insee.get(insee)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
@@ -156,7 +157,7 @@ def _coding(system: str, code: str) -> dict[str, Any]:
 
 # --- rows -> resources -----------------------------------------------------------------------------------
 
-def slot_status(row: SlotRow, now: datetime) -> str:
+def slot_status(row: Any, now: datetime) -> str:
     """FHIR status of a slot: held slots are `busy-tentative`, booked ones `busy`, withdrawn ones
     `busy-unavailable`."""
     if row.status == "booked":
@@ -166,32 +167,45 @@ def slot_status(row: SlotRow, now: datetime) -> str:
     return "busy-tentative" if row.held_until is not None and row.held_until > now else "free"
 
 
-def slot(row: SlotRow, *, professional: ProfessionalView, booking_url: str, now: datetime,
+VISIBILITY_FLAGS = (("PUBLIC", "vis_public"), ("PRO", "vis_pro"), ("SNP", "vis_snp"), ("CPTS", "vis_cpts"))
+
+
+@lru_cache(maxsize=256)
+def _slot_constants(cpts_variant: bool, visibility: tuple[str, ...], service_type: str, appointment_type: str,
+                    specialty: str | None) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None,
+                                                    dict[str, Any]]:
+    """The parts of a Slot that only depend on these few codes, built once and shared by every Slot that has
+    them (the resources are serialized, never changed)."""
+    meta = {"profile": [CPTS_SLOT_PROFILE if cpts_variant else SLOT_PROFILE],
+            "security": [{"system": TRE_R314_TYPE_CRENEAU, "code": code} for code in visibility]}
+    specialty_concepts = [_coding(TRE_R38_SPECIALITE, specialty)] if specialty else None
+    return meta, [_coding(ACT_CODE, service_type)], specialty_concepts, _coding(APPOINTMENT_TYPE, appointment_type)
+
+
+def slot(row: Any, *, professional: ProfessionalView, booking_url: str, now: datetime,
          cpts_ids: Sequence[str] = (), cpts_variant: bool = False) -> dict[str, Any]:
-    """A slot as a `FrSlotAgregateur` (`sas-cpts-slot-aggregator` in the CPTS variant): visibility codes in
-    `meta.security`; consultation type, then a reference to each CPTS of `cpts_ids`, in `serviceType`; the
-    professional's ordinal specialty; the URL where it is booked in `comment` (the ANS kit requires it)."""
-    service_types = [_coding(ACT_CODE, row.service_type)]
-    service_types += [{"extension": [{"url": SLOT_SERVICE_TYPE_EXTENSION, "valueReference": {
-                           "reference": f"HealthcareService/{healthcare_service_id(cpts_id)}"}}],
-                       **_coding(TRE_R66_CATEGORIE, CPTS_CATEGORY)} for cpts_id in cpts_ids]
-    resource: dict[str, Any] = {
-        "resourceType": "Slot",
-        "id": row.slot_id,
-        "meta": {"profile": [CPTS_SLOT_PROFILE if cpts_variant else SLOT_PROFILE],
-                 "security": [{"system": TRE_R314_TYPE_CRENEAU, "code": code} for code in row.visibility]},
-        "serviceType": service_types,
-    }
-    if professional.specialty_code:
-        resource["specialty"] = [_coding(TRE_R38_SPECIALITE, professional.specialty_code)]
-    resource |= {
-        "appointmentType": _coding(APPOINTMENT_TYPE, row.appointment_type),
-        "schedule": {"reference": f"Schedule/{row.schedule_id}"},
-        "status": slot_status(row, now),
-        "start": instant(row.start),
-        "end": instant(row.end),
-        "comment": booking_url,
-    }
+    """A slot (a `SlotRow`, or a row of the slot table's columns) as a `FrSlotAgregateur`
+    (`sas-cpts-slot-aggregator` in the CPTS variant): visibility codes in `meta.security`; consultation type,
+    then a reference to each CPTS of `cpts_ids`, in `serviceType`; the professional's ordinal specialty; the URL
+    where it is booked in `comment` (the ANS kit requires it)."""
+    meta, service_types, specialty, appointment_type = _slot_constants(
+        cpts_variant, tuple(code for code, flag in VISIBILITY_FLAGS if getattr(row, flag)), row.service_type,
+        row.appointment_type, professional.specialty_code)
+    if cpts_ids:
+        service_types = service_types + [
+            {"extension": [{"url": SLOT_SERVICE_TYPE_EXTENSION, "valueReference": {
+                "reference": f"HealthcareService/{healthcare_service_id(cpts_id)}"}}],
+             **_coding(TRE_R66_CATEGORIE, CPTS_CATEGORY)} for cpts_id in cpts_ids]
+    resource: dict[str, Any] = {"resourceType": "Slot", "id": row.slot_id, "meta": meta,
+                                "serviceType": service_types}
+    if specialty:
+        resource["specialty"] = specialty
+    resource["appointmentType"] = appointment_type
+    resource["schedule"] = {"reference": f"Schedule/{row.schedule_id}"}
+    resource["status"] = slot_status(row, now)
+    resource["start"] = instant(row.start)
+    resource["end"] = instant(row.end)
+    resource["comment"] = booking_url
     return resource
 
 
@@ -462,7 +476,7 @@ def self_link(url: str, raw_query: str) -> str:
     return f"{url}?{'&'.join(kept)}" if kept else url
 
 
-def slot_bundle(*, query: SlotQuery, slots: Sequence[SlotRow], total: int,
+def slot_bundle(*, query: SlotQuery, slots: Sequence[Any], total: int,
                 professionals: dict[str, ProfessionalView], schedules: dict[str, ScheduleRow],
                 cpts: dict[str, CptsView], base_url: str, self_url: str, booking_url: Callable[[str], str],
                 now: datetime) -> dict[str, Any]:

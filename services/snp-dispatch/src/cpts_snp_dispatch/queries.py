@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cpts_geo import communes, haversine_km, sas_radii
+from cpts_geo import communes, distance_from, sas_radii
 from cpts_platform.auth import Principal, Role
 from cpts_snp_dispatch.api.schemas import Card, EnSusCandidate, SearchResult, SlotBrief, SlotPublic
 from cpts_snp_dispatch.domain.cells import cells_around
-from cpts_snp_dispatch.domain.intake import day_group, radius_steps, search_window
+from cpts_snp_dispatch.domain.intake import radius_steps, search_window
 from cpts_snp_dispatch.domain.ranking import Candidate, rank
+from cpts_snp_dispatch.domain.slots import PARIS
 from cpts_snp_dispatch.handlers import LIVE_APPOINTMENT, week_bounds
 from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, ProfessionalView, SlotRow
 from cpts_snp_dispatch.settings import Settings
@@ -108,14 +111,13 @@ def service_types_for(request: CareRequestRow, requested: list[str] | None) -> l
     return ["AMB", "VR"] if request.teleconsultation_ok else ["AMB"]
 
 
-def _site_distance(sites: list[dict], lat: float, lon: float) -> float | None:
-    distances = [haversine_km(lat, lon, s["lat"], s["lon"]) for s in sites
-                 if s.get("lat") is not None and s.get("lon") is not None]
+def _site_distance(sites: list[dict], distance) -> float | None:
+    distances = [distance(s["lat"], s["lon"]) for s in sites if s.get("lat") is not None and s.get("lon") is not None]
     if not distances:
         for s in sites:
             commune = communes().get(s.get("commune_insee") or "")
             if commune is not None and commune.lat is not None:
-                distances.append(haversine_km(lat, lon, commune.lat, commune.lon))
+                distances.append(distance(commune.lat, commune.lon))
     return min(distances) if distances else None
 
 
@@ -131,11 +133,12 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
                          settings.search_max_radius_km)
     max_radius = radii[-1]
     lat, lon = request.lat, request.lon
+    distance = distance_from(lat, lon)
     visible = await audience.condition(session)
 
     # 1. Free slots of the window per professional, radius by radius until enough professionals have some; each
     # step reads only the map cells it adds, and a site lies in one cell, so the sums stay exact.
-    per_site: dict[tuple[str, float, float], tuple[int, datetime]] = {}
+    per_site: dict[tuple[str, float, float], tuple[float, int, datetime]] = {}
     asked: set[int] = set()
     with_slots: dict[str, tuple[float, int, datetime]] = {}
     radius = radii[0]
@@ -143,8 +146,8 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
         cells = cells_around(lat, lon, radius) - asked
         asked |= cells
         per_site.update(await _free_per_site(session, cells=cells, now=now, window=(window_start, window_end),
-                                             types=types, visible=visible))
-        with_slots = _within(per_site, center=(lat, lon), radius=radius)
+                                             types=types, visible=visible, distance=distance))
+        with_slots = _within(per_site, radius=radius)
         if len(with_slots) >= settings.search_min_professionals:
             break
 
@@ -153,9 +156,10 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     wanted = set(with_slots) | ({request.mt_idnps} if request.mt_idnps else set())
     # Long lists go as expanding parameters: one cached statement whatever their length. Only what ranking needs
     # is read for the whole area (hundreds of professionals in a city); the cards' details for the page below.
+    # The sites (JSON) are decoded only for the professionals without slots, whose distance they give.
     view = ProfessionalView.__table__.c
-    rows = (await session.execute(
-        sa.select(view.idnps, view.sas_participant, view.accepts_en_sus, view.sites).where(
+    rows = (await (await session.connection()).execute(
+        sa.select(view.idnps, view.sas_participant, view.accepts_en_sus, sa.cast(view.sites, sa.Text)).where(
             view.active,
             sa.or_(view.idnps.in_(sa.bindparam("wanted", expanding=True)),
                    sa.and_(view.commune_insee.in_(sa.bindparam("area", expanding=True)),
@@ -166,13 +170,13 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     for idnps, sas_participant, accepts_en_sus, sites in rows:
         own = idnps == request.mt_idnps
         if idnps in with_slots:
-            distance, count, first = with_slots[idnps]
+            km, count, first = with_slots[idnps]
         else:
-            distance, count, first = _site_distance(sites, lat, lon), 0, None
-            if not own and (distance is None or distance > radius):
+            km, count, first = _site_distance(json.loads(sites) if sites else [], distance), 0, None
+            if not own and (km is None or km > radius):
                 continue
         candidates.append(Candidate(idnps=idnps, sas_participant=sas_participant,
-                                    distance_km=distance if distance is not None else max_radius,
+                                    distance_km=km if km is not None else max_radius,
                                     first_start=first, slot_count=count, is_own_doctor=own))
         if accepts_en_sus and not with_slots:
             en_sus_ids.append(idnps)
@@ -186,7 +190,7 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     # 3. The first free slots of the page's professionals, grouped today / tomorrow / after tomorrow.
     slots_of = await _first_slots(session, [c.idnps for c in page if c.slot_count], now=now,
                                   window=(window_start, window_end), types=types, visible=visible,
-                                  per_day=settings.search_first_slots_per_day, center=(lat, lon))
+                                  per_day=settings.search_first_slots_per_day, distance=distance)
     cards = []
     for position, c in enumerate(page, start=offset + 1):
         p = professionals[c.idnps]
@@ -205,28 +209,27 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
 
 
 async def _free_per_site(session: AsyncSession, *, cells: set[int], now: datetime,
-                         window: tuple[datetime, datetime], types: list[str], visible
-                         ) -> dict[tuple[str, float, float], tuple[int, datetime]]:
-    """(free slot count, first start) of the window per professional and site of the given map cells, answered
-    from the covering index `ix_slot_free_cell`."""
+                         window: tuple[datetime, datetime], types: list[str], visible, distance
+                         ) -> dict[tuple[str, float, float], tuple[float, int, datetime]]:
+    """(distance, free slot count, first start) of the window per professional and site of the given map cells,
+    answered from the covering index `ix_slot_free_cell`."""
     if not cells:
         return {}
-    rows = (await session.exec(
-        select(SlotRow.idnps, SlotRow.lat, SlotRow.lon, func.count(), func.min(SlotRow.start))
+    rows = (await (await session.connection()).execute(
+        sa.select(SlotRow.idnps, SlotRow.lat, SlotRow.lon, func.count(), func.min(SlotRow.start))
         .where(SlotRow.status == "free", col(SlotRow.geo_cell).in_(sa.bindparam("cells", expanding=True)),
                SlotRow.start >= window[0],
                SlotRow.start <= window[1], sa.or_(SlotRow.held_until.is_(None), SlotRow.held_until <= now),
                col(SlotRow.service_type).in_(types), visible)
-        .group_by(SlotRow.idnps, SlotRow.lat, SlotRow.lon), params={"cells": sorted(cells)})).all()
-    return {(idnps, slat, slon): (count, first) for idnps, slat, slon, count, first in rows}
+        .group_by(SlotRow.idnps, SlotRow.lat, SlotRow.lon), {"cells": sorted(cells)})).all()
+    return {(idnps, slat, slon): (distance(slat, slon), count, first) for idnps, slat, slon, count, first in rows}
 
 
-def _within(per_site: dict[tuple[str, float, float], tuple[int, datetime]], *, center: tuple[float, float],
-            radius: float) -> dict[str, tuple[float, int, datetime]]:
+def _within(per_site: dict[tuple[str, float, float], tuple[float, int, datetime]], *, radius: float
+            ) -> dict[str, tuple[float, int, datetime]]:
     """(distance of the nearest site with slots, free slot count, first start) per professional within `radius`."""
     found: dict[str, tuple[float, int, datetime]] = {}
-    for (idnps, slat, slon), (count, first) in per_site.items():
-        distance = haversine_km(center[0], center[1], slat, slon)
+    for (idnps, _, _), (distance, count, first) in per_site.items():
         if distance > radius:
             continue
         known = found.get(idnps)
@@ -235,30 +238,44 @@ def _within(per_site: dict[tuple[str, float, float], tuple[int, datetime]], *, c
     return found
 
 
+DAY_GROUPS = ("today", "tomorrow", "after_tomorrow")
+
+
+def _day_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The Paris midnights that end today and tomorrow: the limits of the cards' day groups."""
+    today = now.astimezone(PARIS).date()
+    return tuple(datetime.combine(today + timedelta(days=n), time(0), PARIS) for n in (1, 2))  # type: ignore[return-value]
+
+
 async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, window: tuple[datetime, datetime],
-                       types: list[str], visible, per_day: int, center: tuple[float, float]
-                       ) -> dict[str, dict[str, list[SlotBrief]]]:
+                       types: list[str], visible, per_day: int, distance) -> dict[str, dict[str, list[SlotBrief]]]:
     if not ids:
         return {}
-    # The free slots of the window of the page's professionals (index on professional and start), kept up to
-    # `per_day` per Paris day below.
-    rows = (await session.execute(
+    # The first `per_day` free slots of each Paris day of the window for the page's professionals (index on
+    # professional and start): the database numbers them per professional and day, and sends only those.
+    tomorrow, after_tomorrow = _day_bounds(now)
+    day = sa.case((SlotRow.start < tomorrow, 0), (SlotRow.start < after_tomorrow, 1), else_=2).label("day")
+    numbered = (
         sa.select(SlotRow.slot_id, SlotRow.idnps, SlotRow.start, SlotRow.end, SlotRow.service_type,
-                  SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon)
+                  SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon, day,
+                  sa.func.row_number().over(partition_by=(SlotRow.idnps, day),
+                                            order_by=(SlotRow.start, SlotRow.slot_id)).label("n"))
         .where(col(SlotRow.idnps).in_(sa.bindparam("ids", expanding=True)), SlotRow.start >= window[0],
                SlotRow.start <= window[1], _free_now(now), col(SlotRow.service_type).in_(types), visible)
-        .order_by(SlotRow.idnps, SlotRow.start), {"ids": ids})).all()
+        .subquery())
+    rows = (await (await session.connection()).execute(
+        sa.select(numbered.c.slot_id, numbered.c.idnps, numbered.c.start, numbered.c.end, numbered.c.service_type,
+                  numbered.c.appointment_type, numbered.c.site_id, numbered.c.lat, numbered.c.lon, numbered.c.day)
+        .where(numbered.c.n <= per_day).order_by(numbered.c.idnps, numbered.c.start, numbered.c.slot_id),
+        {"ids": ids})).all()
     out: dict[str, dict[str, list[SlotBrief]]] = defaultdict(lambda: {"today": [], "tomorrow": [],
                                                                       "after_tomorrow": []})
-    for slot_id, idnps, start, end, service_type, appointment_type, site_id, slat, slon in rows:
-        day = out[idnps][day_group(start, now)]
-        if len(day) >= per_day:
-            continue
-        distance = haversine_km(center[0], center[1], slat, slon) if slat is not None else None
-        day.append(SlotBrief(
+    for slot_id, idnps, start, end, service_type, appointment_type, site_id, slat, slon, day_index in rows:
+        km = distance(slat, slon) if slat is not None and slon is not None else None
+        out[idnps][DAY_GROUPS[day_index]].append(SlotBrief(
             slot_id=slot_id, start=start, end=end, service_type=service_type,
             bookable=appointment_type == "ROUTINE", site_id=site_id,
-            distance_km=round(distance, 1) if distance is not None else None))
+            distance_km=round(km, 1) if km is not None else None))
     return out
 
 
