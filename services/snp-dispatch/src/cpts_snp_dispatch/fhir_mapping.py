@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from cpts_geo import communes
 from cpts_snp_dispatch.domain.slots import PARIS, SlotSpec
-from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow, SlotRow
+from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow
 
 FHIR_JSON = "application/fhir+json"
 
