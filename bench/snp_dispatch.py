@@ -395,7 +395,7 @@ def server_main(params: dict, conn) -> None:
             kafka_bootstrap_servers=params["bootstrap"], kafka_topic_prefix=params["prefix"],
             log_level=params["log_level"], http_port=params["port"],
             rate_limit_enabled=False)  # the bench is the load a rate limit exists to refuse
-        app = create_app(definition, settings)
+        app = create_app(definition, settings, freeze_heap=True)
         config = uvicorn.Config(app, host="127.0.0.1", port=params["port"], log_level="warning", access_log=False,
                                 lifespan="on", timeout_keep_alive=75)  # as `cpts serve`
         conn.send(("started", os.getpid()))

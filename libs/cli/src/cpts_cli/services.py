@@ -42,7 +42,7 @@ def build_app(name: str) -> tuple[FastAPI, Any]:
 
     definition = load_service(name)
     settings = definition.settings_class()
-    return create_app(definition, settings), settings
+    return create_app(definition, settings, freeze_heap=True), settings
 
 
 def load_service(name: str) -> ServiceDefinition:

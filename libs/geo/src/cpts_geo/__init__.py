@@ -8,8 +8,9 @@ from cpts_geo.communes import (
     departements,
     distance_from,
     haversine_km,
+    load_all,
     sas_radii,
 )
 
 __all__ = ["Commune", "Departement", "SasRadius", "communes", "departements", "distance_from", "haversine_km",
-           "sas_radii"]
+           "load_all", "sas_radii"]

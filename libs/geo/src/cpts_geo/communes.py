@@ -148,3 +148,10 @@ def sas_radii() -> dict[str, SasRadius]:
     return {r["departement_code"]: SasRadius(r["departement_code"], float(r["default_radius_km"] or 0),
                                              float(r["enlargement_step_km"] or 0))
             for r in _rows("sas-search-radii.csv")}
+
+
+def load_all() -> None:
+    """Load every table now (a service's startup) rather than on first use."""
+    communes()
+    departements()
+    sas_radii()

@@ -214,3 +214,15 @@ def upsert(dialect: str, table: sa.Table):
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(table)
+
+
+def one_of(dialect: str, column: sa.ColumnElement, name: str) -> sa.ColumnElement[bool]:
+    """`column IN` the list given as parameter `name` at execution. On PostgreSQL `column = ANY(:name)`, one
+    array parameter: the statement's text is the same whatever the list's length, so its prepared statement is
+    reused (an expanding IN writes one placeholder per value: a new statement to parse for every new length).
+    Elsewhere an expanding IN."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))

@@ -10,6 +10,7 @@ from cpts_indicators.api.routes import router
 from cpts_indicators.consumers import SUBSCRIPTIONS
 from cpts_indicators.repository import metadata, tables
 from cpts_indicators.settings import Settings
+import cpts_geo
 from cpts_platform.service import ServiceDefinition
 
 service = ServiceDefinition(
@@ -23,4 +24,5 @@ service = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=[router, fhir_router, questionnaire_router, report_router, custom_router],
     subscriptions=SUBSCRIPTIONS,
+    warm_up=cpts_geo.load_all,
 )

@@ -6,6 +6,7 @@ from cpts_patient_matching.api.routes import DOMAIN_PROBLEMS, router
 from cpts_patient_matching.consumers import SUBSCRIPTIONS
 from cpts_patient_matching.repository import metadata, tables
 from cpts_patient_matching.settings import Settings
+import cpts_geo
 from cpts_platform.service import ServiceDefinition
 
 service = ServiceDefinition(
@@ -20,4 +21,5 @@ service = ServiceDefinition(
     routers=[router],
     subscriptions=SUBSCRIPTIONS,
     problems=DOMAIN_PROBLEMS,
+    warm_up=cpts_geo.load_all,
 )

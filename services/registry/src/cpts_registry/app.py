@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cpts_geo
 from cpts_platform.service import ServiceDefinition
 from cpts_registry.api.fhir import router as fhir_router
 from cpts_registry.api.routes import DOMAIN_PROBLEMS, routers
@@ -22,4 +23,5 @@ service = ServiceDefinition(
     subscriptions=SUBSCRIPTIONS,
     problems=DOMAIN_PROBLEMS,
     echo_invalid_values=True,  # public professional data only, never a patient's
+    warm_up=cpts_geo.load_all,
 )

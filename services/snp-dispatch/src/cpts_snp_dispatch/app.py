@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cpts_geo
 from cpts_platform.service import ServiceDefinition
 from cpts_snp_dispatch.api.fhir import router as fhir_router
 from cpts_snp_dispatch.api.routes import DOMAIN_PROBLEMS, router
@@ -22,4 +23,5 @@ service = ServiceDefinition(
     routers=[router, fhir_router, sweeper_router],
     subscriptions=SUBSCRIPTIONS,
     problems=DOMAIN_PROBLEMS,
+    warm_up=cpts_geo.load_all,
 )

@@ -167,7 +167,9 @@ def slot_status(row: Any, now: datetime) -> str:
     return "busy-tentative" if row.held_until is not None and row.held_until > now else "free"
 
 
-VISIBILITY_FLAGS = (("PUBLIC", "vis_public"), ("PRO", "vis_pro"), ("SNP", "vis_snp"), ("CPTS", "vis_cpts"))
+# The visibility codes of a slot, in this order, by the bit mask of its flags (PUBLIC 1, PRO 2, SNP 4, CPTS 8).
+_VISIBILITY_CODES = tuple(tuple(code for bit, code in enumerate(("PUBLIC", "PRO", "SNP", "CPTS")) if mask >> bit & 1)
+                          for mask in range(16))
 
 
 @lru_cache(maxsize=256)
@@ -188,9 +190,9 @@ def slot(row: Any, *, professional: ProfessionalView, booking_url: str, now: dat
     (`sas-cpts-slot-aggregator` in the CPTS variant): visibility codes in `meta.security`; consultation type,
     then a reference to each CPTS of `cpts_ids`, in `serviceType`; the professional's ordinal specialty; the URL
     where it is booked in `comment` (the ANS kit requires it)."""
+    mask = (row.vis_public and 1) | (row.vis_pro and 2) | (row.vis_snp and 4) | (row.vis_cpts and 8)
     meta, service_types, specialty, appointment_type = _slot_constants(
-        cpts_variant, tuple(code for code, flag in VISIBILITY_FLAGS if getattr(row, flag)), row.service_type,
-        row.appointment_type, professional.specialty_code)
+        cpts_variant, _VISIBILITY_CODES[mask], row.service_type, row.appointment_type, professional.specialty_code)
     if cpts_ids:
         service_types = service_types + [
             {"extension": [{"url": SLOT_SERVICE_TYPE_EXTENSION, "valueReference": {
@@ -497,16 +499,20 @@ def slot_bundle(*, query: SlotQuery, slots: Sequence[Any], total: int,
         entries.append({"fullUrl": f"{base_url}/{resource['resourceType']}/{resource['id']}",
                         "resource": resource, "search": {"mode": mode}})
 
+    cpts_variant, with_schedules, with_actors = query.cpts_variant, query.with_schedules, query.with_actors
+    slot_url = f"{base_url}/Slot/"
     for row in slots:
         professional = professionals[row.idnps]
-        cpts_ids = list(professional.cpts_ids) if query.cpts_variant and row.vis_cpts else []
-        add(slot(row, professional=professional, booking_url=booking_url(row.slot_id), now=now,
-                 cpts_ids=cpts_ids, cpts_variant=query.cpts_variant), "match")
-        if query.with_schedules and first("Schedule", row.schedule_id):
+        cpts_ids = list(professional.cpts_ids) if cpts_variant and row.vis_cpts else []
+        entries.append({"fullUrl": slot_url + row.slot_id,
+                        "resource": slot(row, professional=professional, booking_url=booking_url(row.slot_id),
+                                         now=now, cpts_ids=cpts_ids, cpts_variant=cpts_variant),
+                        "search": {"mode": "match"}})
+        if with_schedules and first("Schedule", row.schedule_id):
             add(schedule(schedules[row.schedule_id]))
-        if query.with_actors and first("Practitioner", row.idnps):
+        if with_actors and first("Practitioner", row.idnps):
             add(practitioner(professional))
-        if query.with_actors and first("PractitionerRole", practitioner_role_id(row.idnps, row.site_id)):
+        if with_actors and first("PractitionerRole", practitioner_role_id(row.idnps, row.site_id)):
             add(practitioner_role(professional, site_of(professional, row.site_id)))
         for cpts_id in cpts_ids:
             if first("HealthcareService", cpts_id):

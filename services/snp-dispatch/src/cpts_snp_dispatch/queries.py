@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cpts_geo import communes, distance_from, sas_radii
 from cpts_platform.auth import Principal, Role
+from cpts_platform.db import one_of
 from cpts_snp_dispatch.api.schemas import Card, EnSusCandidate, SearchResult, SlotBrief, SlotPublic
 from cpts_snp_dispatch.domain.cells import cells_around
 from cpts_snp_dispatch.domain.intake import radius_steps, search_window
@@ -134,6 +135,8 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     lat, lon = request.lat, request.lon
     distance = distance_from(lat, lon)
     visible = await audience.condition(session)
+    connection = await session.connection()
+    dialect = connection.dialect.name
 
     # 1. Free slots of the window per professional, radius by radius until enough professionals have some; each
     # step reads only the map cells it adds, and a site lies in one cell, so the sums stay exact.
@@ -145,7 +148,7 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
         cells = cells_around(lat, lon, radius) - asked
         asked |= cells
         per_site.update(await _free_per_site(session, cells=cells, now=now, window=(window_start, window_end),
-                                             types=types, visible=visible, distance=distance))
+                                             types=types, visible=visible, distance=distance, dialect=dialect))
         with_slots = _within(per_site, radius=radius)
         if len(with_slots) >= settings.search_min_professionals:
             break
@@ -153,16 +156,15 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     # 2. The professionals of the area (for cards without slots) and those with slots, from the read model.
     area = [c.insee for c in communes().within(lat, lon, radius)]
     wanted = set(with_slots) | ({request.mt_idnps} if request.mt_idnps else set())
-    # Long lists go as expanding parameters: one cached statement whatever their length. Only what ranking needs
-    # is read for the whole area (hundreds of professionals in a city); the cards' details for the page below.
-    # The sites (JSON) are decoded only for the professionals without slots, whose distance they give.
+    # Long lists go as one parameter each (`one_of`): one prepared statement whatever their length. Only what
+    # ranking needs is read for the whole area (hundreds of professionals in a city); the cards' details for the
+    # page below. The sites (JSON) are decoded only for the professionals without slots, whose distance they give.
     view = ProfessionalView.__table__.c
-    rows = (await (await session.connection()).execute(
+    rows = (await connection.execute(
         sa.select(view.idnps, view.sas_participant, view.accepts_en_sus, sa.cast(view.sites, sa.Text)).where(
             view.active,
-            sa.or_(view.idnps.in_(sa.bindparam("wanted", expanding=True)),
-                   sa.and_(view.commune_insee.in_(sa.bindparam("area", expanding=True)),
-                           view.profession_code == GP_PROFESSION))),
+            sa.or_(one_of(dialect, view.idnps, "wanted"),
+                   sa.and_(one_of(dialect, view.commune_insee, "area"), view.profession_code == GP_PROFESSION))),
         {"wanted": sorted(wanted), "area": area})).all()
     candidates: list[Candidate] = []
     en_sus_ids: list[str] = []
@@ -183,13 +185,13 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     page = ordered[offset:offset + limit]
     details = {c.idnps for c in page} | set(en_sus_ids)
     professionals = {p.idnps: p for p in (await session.exec(select(ProfessionalView).where(
-        col(ProfessionalView.idnps).in_(sa.bindparam("ids", expanding=True))),
-        params={"ids": sorted(details)})).all()} if details else {}
+        one_of(dialect, col(ProfessionalView.idnps), "ids")), params={"ids": sorted(details)})).all()
+                     } if details else {}
 
     # 3. The first free slots of the page's professionals, grouped today / tomorrow / after tomorrow.
     slots_of = await _first_slots(session, [c.idnps for c in page if c.slot_count], now=now,
                                   window=(window_start, window_end), types=types, visible=visible,
-                                  per_day=settings.search_first_slots_per_day, distance=distance)
+                                  per_day=settings.search_first_slots_per_day, distance=distance, dialect=dialect)
     cards = []
     for position, c in enumerate(page, start=offset + 1):
         p = professionals[c.idnps]
@@ -208,7 +210,7 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
 
 
 async def _free_per_site(session: AsyncSession, *, cells: set[int], now: datetime,
-                         window: tuple[datetime, datetime], types: list[str], visible, distance
+                         window: tuple[datetime, datetime], types: list[str], visible, distance, dialect: str
                          ) -> dict[tuple[str, float, float], tuple[float, int, datetime]]:
     """(distance, free slot count, first start) of the window per professional and site of the given map cells,
     answered from the covering index `ix_slot_free_cell`."""
@@ -216,7 +218,7 @@ async def _free_per_site(session: AsyncSession, *, cells: set[int], now: datetim
         return {}
     rows = (await (await session.connection()).execute(
         sa.select(SlotRow.idnps, SlotRow.lat, SlotRow.lon, func.count(), func.min(SlotRow.start))
-        .where(SlotRow.status == "free", col(SlotRow.geo_cell).in_(sa.bindparam("cells", expanding=True)),
+        .where(SlotRow.status == "free", one_of(dialect, col(SlotRow.geo_cell), "cells"),
                SlotRow.start >= window[0],
                SlotRow.start <= window[1], sa.or_(SlotRow.held_until.is_(None), SlotRow.held_until <= now),
                col(SlotRow.service_type).in_(types), visible)
@@ -247,7 +249,8 @@ def _day_bounds(now: datetime) -> tuple[datetime, datetime]:
 
 
 async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, window: tuple[datetime, datetime],
-                       types: list[str], visible, per_day: int, distance) -> dict[str, dict[str, list[SlotBrief]]]:
+                       types: list[str], visible, per_day: int, distance, dialect: str
+                       ) -> dict[str, dict[str, list[SlotBrief]]]:
     if not ids:
         return {}
     # The first `per_day` free slots of each Paris day of the window for the page's professionals (index on
@@ -259,7 +262,7 @@ async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, 
                   SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon, day,
                   sa.func.row_number().over(partition_by=(SlotRow.idnps, day),
                                             order_by=(SlotRow.start, SlotRow.slot_id)).label("n"))
-        .where(col(SlotRow.idnps).in_(sa.bindparam("ids", expanding=True)), SlotRow.start >= window[0],
+        .where(one_of(dialect, col(SlotRow.idnps), "ids"), SlotRow.start >= window[0],
                SlotRow.start <= window[1], _free_now(now), col(SlotRow.service_type).in_(types), visible)
         .subquery())
     rows = (await (await session.connection()).execute(

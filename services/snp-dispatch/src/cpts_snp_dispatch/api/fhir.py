@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -114,11 +113,15 @@ def _url(request: Request, resource_type: str, id_: str) -> str:
     return f"{_root(request)}{router.prefix}/{resource_type}/{id_}"
 
 
-def _booking_url(request: Request, slot_id: str) -> str:
+def _booking_urls(request: Request) -> Callable[[str], str]:
     """Where a slot is booked, written in every Slot's `comment` (the ANS kit requires one on every slot): the
     web console's booking page (setting `booking_url_template`)."""
     template = request.app.state.runtime.settings.booking_url_template
-    return template.format(slot_id=quote(slot_id, safe=""))
+    return lambda slot_id: template.format(slot_id=quote(slot_id, safe=""))
+
+
+def _booking_url(request: Request, slot_id: str) -> str:
+    return _booking_urls(request)(slot_id)
 
 
 async def _body(request: Request) -> Any:
@@ -201,7 +204,7 @@ async def search_slots(request: Request, principal: SlotReader, session: ReadSes
     return _fhir(fm.slot_bundle(
         query=query, slots=rows, total=total, professionals=professionals, schedules=schedules, cpts=cpts,
         base_url=base_url, self_url=fm.self_link(f"{base_url}/Slot", request.url.query),
-        booking_url=partial(_booking_url, request), now=now))
+        booking_url=_booking_urls(request), now=now))
 
 
 @router.get("/Slot/{id}", response_class=Response, summary="Lire un créneau.",
