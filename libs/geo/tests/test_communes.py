@@ -1,4 +1,6 @@
-from cpts_geo import communes, departements, haversine_km, sas_radii
+import random
+
+from cpts_geo import communes, departements, distance_from, haversine_km, sas_radii
 
 
 def test_communes_are_found_by_insee_code_postcode_and_name_prefix():
@@ -16,6 +18,13 @@ def test_distances_are_great_circle_kilometres():
     lyon, paris = communes().get("69123"), communes().get("75056")
     assert 390 < haversine_km(lyon.lat, lyon.lon, paris.lat, paris.lon) < 395
     assert haversine_km(45.0, 4.0, 45.0, 4.0) == 0
+
+
+def test_distances_from_one_point_are_the_great_circle_distances():
+    rng = random.Random(3)
+    for _ in range(2000):
+        lat1, lon1, lat2, lon2 = rng.uniform(-60, 60), rng.uniform(-180, 180), rng.uniform(-60, 60), rng.uniform(-180, 180)
+        assert abs(distance_from(lat1, lon1)(lat2, lon2) - haversine_km(lat1, lon1, lat2, lon2)) < 1e-9
 
 
 def test_every_departement_has_a_sas_search_radius():

@@ -135,9 +135,9 @@ def settings_for(definition: ServiceDefinition, *, database_url: str, kafka_brok
 
 @asynccontextmanager
 async def running_service(definition: ServiceDefinition, settings: ServiceSettings,
-                          wait_ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+                          wait_ready: bool = True, freeze_heap: bool = False) -> AsyncIterator[httpx.AsyncClient]:
     """The service's app with its lifespan running (relay, consumers), and an HTTP client on it."""
-    app = create_app(definition, settings)
+    app = create_app(definition, settings, freeze_heap=freeze_heap)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
