@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from cpts_events.registry import ProfessionalRegistered
 from cpts_platform.auth import LocalIssuer
 from cpts_platform.testing import eventually, running_service, settings_for
@@ -66,6 +68,10 @@ async def test_the_effecteur_view_follows_sas_participation_sites_memberships_an
             return response.status_code == 200 and not response.json()["active"] and response.json()
 
         view = await eventually(settled)
+        async with client.app.state.runtime.database.sessions() as session:
+            members = (await session.execute(sa.text(
+                "SELECT cpts_id FROM cpts_member_view WHERE idnps = :idnps"), {"idnps": idnps})).scalars().all()
     assert view["cpts_ids"] == ["690048888"]
+    assert members == ["690048888"]  # the membership rows follow the view (who sees whose CPTS slots)
     assert view["sas_participant"] and view["accepts_en_sus"] and view["en_sus_weekly_cap"] == 5
     assert view["sites"][0]["commune_insee"] == "69259"

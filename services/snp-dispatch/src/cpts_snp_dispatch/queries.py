@@ -20,7 +20,7 @@ from cpts_snp_dispatch.domain.intake import radius_steps, search_window
 from cpts_snp_dispatch.domain.ranking import Candidate, rank
 from cpts_snp_dispatch.domain.slots import PARIS
 from cpts_snp_dispatch.handlers import LIVE_APPOINTMENT, week_bounds
-from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, ProfessionalView, SlotRow
+from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, CptsMemberView, ProfessionalView, SlotRow
 from cpts_snp_dispatch.settings import Settings
 
 GP_PROFESSION = "10"
@@ -56,9 +56,9 @@ class Audience:
         clauses = [flag for code, flag in (("PUBLIC", SlotRow.vis_public), ("PRO", SlotRow.vis_pro),
                                            ("SNP", SlotRow.vis_snp)) if code in self.levels]
         if self.cpts_ids:
-            members = await cpts_members(session, self.cpts_ids)
-            if members:
-                clauses.append(sa.and_(SlotRow.vis_cpts, col(SlotRow.idnps).in_(members)))
+            m = CptsMemberView.__table__.c
+            clauses.append(sa.and_(SlotRow.vis_cpts, col(SlotRow.idnps).in_(
+                sa.select(m.idnps).where(m.cpts_id.in_(sorted(self.cpts_ids))))))
         return sa.or_(*clauses) if clauses else sa.false()
 
     def sees(self, slot: SlotRow, professional_cpts: list[str]) -> bool:
@@ -76,11 +76,6 @@ async def audience_for(session: AsyncSession, principal: Principal) -> Audience:
         if own is not None and own.cpts_ids:
             return Audience(audience.levels, audience.cpts_ids | frozenset(own.cpts_ids))
     return audience
-
-
-async def cpts_members(session: AsyncSession, cpts_ids: frozenset[str]) -> list[str]:
-    rows = await session.exec(select(ProfessionalView.idnps, ProfessionalView.cpts_ids))
-    return [idnps for idnps, ids in rows if cpts_ids.intersection(ids)]
 
 
 def slot_status(slot: SlotRow, now: datetime) -> str:

@@ -40,6 +40,28 @@ class ProfessionalView(DispatchTable, table=True):
     updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
 
 
+class CptsMemberView(DispatchTable, table=True):
+    """Which CPTS each professional belongs to (the `cpts_ids` of `ProfessionalView`, one row per pair): who
+    sees the CPTS slots of whom, answered by an index rather than by reading every professional."""
+
+    __tablename__ = "cpts_member_view"
+
+    cpts_id: str = Field(primary_key=True, max_length=9)
+    idnps: str = Field(primary_key=True, max_length=12, index=True)
+
+
+@sa.event.listens_for(ProfessionalView, "after_insert")
+@sa.event.listens_for(ProfessionalView, "after_update")
+def _follow_memberships(_mapper, connection: sa.Connection, view: ProfessionalView) -> None:
+    """`cpts_member_view` follows `ProfessionalView.cpts_ids` in the flush that writes them, whoever writes."""
+    m = CptsMemberView.__table__
+    if not sa.inspect(view).attrs.cpts_ids.history.has_changes():
+        return
+    connection.execute(sa.delete(m).where(m.c.idnps == view.idnps))
+    if view.cpts_ids:
+        connection.execute(sa.insert(m), [{"cpts_id": c, "idnps": view.idnps} for c in sorted(set(view.cpts_ids))])
+
+
 class CptsView(DispatchTable, table=True):
     """A CPTS and its communes, built from the `registry` topic (scope of secretaries, CPTS of a request)."""
 
