@@ -70,7 +70,7 @@ HANDLERS = ("batch", "execute", "orm")
 
 
 def quiet_logging() -> None:
-    # structlog's default logger prints every `event_handled` line to stdout: without this the bench would
+    # structlog's default logger prints the consumer's `events_handled` lines to stdout: without this the bench would
     # measure the terminal. WARNING keeps retries, DLQ and commit failures visible.
     configure_logging(service="bench", level="WARNING")
 

@@ -11,9 +11,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cpts_events import decode, encode, new_event, topics
 from cpts_events.registry import ProfessionalRegistered
-from cpts_platform.consumer import EventConsumer, PermanentEventError
+from cpts_platform.consumer import EventConsumer, PermanentEventError, batch_handler, partitions_apart
 from cpts_platform.db import Database, add_platform_tables
 from cpts_platform.kafka import ensure_topics, new_producer, platform_topics
+from cpts_platform.metrics import EVENTS_CONSUMED
 from cpts_platform.outbox import OutboxRelay, add_events, replay
 from cpts_platform.testing import eventually
 
@@ -232,8 +233,6 @@ async def test_offsets_are_committed_so_a_restarted_consumer_does_not_reapply(
 
 async def test_a_batch_handler_gets_runs_of_events_and_a_poison_one_is_isolated(
         database, producer, kafka_broker, topic_prefix):
-    from cpts_platform.consumer import batch_handler
-
     topic = topic_prefix + topics.REGISTRY
     for i in range(30):
         await send_raw(producer, topic, encode(new_event(registered(i), source="/t")))
@@ -256,3 +255,92 @@ async def test_a_batch_handler_gets_runs_of_events_and_a_poison_one_is_isolated(
     assert max(sizes) > 1
     assert decode(dead[0].headers, dead[0].key, dead[0].value).payload.idnps == "800000000013"
     assert dict(dead[0].headers)["dlq_detail"] == b"refused"
+
+
+async def test_partitions_apart_each_event_once_and_a_poison_one_isolated(
+        database, producer, kafka_broker, topic_prefix):
+    """A handler marked `partitions_apart` (batches of several partitions at once on PostgreSQL): every event
+    is applied once whatever its partition, redeliveries skipped, a poison event dead-lettered alone."""
+    topic = topic_prefix + topics.REGISTRY
+    records = [encode(new_event(registered(i, cpts=f"69004999{i % 3}"), source="/t")) for i in range(60)]
+    for record in records + records[:10]:
+        await send_raw(producer, topic, record)
+
+    @partitions_apart
+    @batch_handler
+    async def handler(session, events):
+        if any(e.payload.idnps == "800000000013" for e in events):
+            raise PermanentEventError("refused")
+        await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in events])
+
+    consumer = consumer_for(database, producer, kafka_broker, topic_prefix, handler)
+    await consumer.start()
+    try:
+        await eventually(lambda: _equals(count_effects(database), 59))
+        dead = await read_topic(kafka_broker, topics.dlq(topic), 1)
+        await asyncio.sleep(0.5)
+        assert await count_effects(database) == 59
+    finally:
+        await consumer.stop()
+    async with database.sessions() as session:
+        idnps = (await session.execute(sa.select(effects.c.idnps))).scalars().all()
+        processed = (await session.execute(sa.select(sa.func.count()).select_from(tables.processed_event)
+                                           )).scalar_one()
+    assert len({r.partition for r in await read_topic(kafka_broker, topic, 70)}) > 1
+    assert len(set(idnps)) == len(idnps) == 59 and processed == 59
+    assert dict(dead[0].headers)["dlq_detail"] == b"refused"
+
+
+class _Lines:
+    """Stands for the consumer's logger: what it was told, at INFO (DEBUG off)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict]] = []
+
+    def info(self, event: str, **fields) -> None:
+        self.lines.append((event, fields))
+
+    warning = debug = info
+
+    def is_enabled_for(self, level: int) -> bool:
+        return False
+
+
+async def test_one_log_line_per_batch_and_the_consumed_counter_moves_by_the_batch(
+        database, producer, kafka_broker, topic_prefix, monkeypatch):
+    from cpts_platform import consumer as consumer_module
+
+    topic = topic_prefix + topics.REGISTRY
+    for i in range(12):
+        await send_raw(producer, topic, encode(new_event(registered(i), source="/t")))
+    counter = EVENTS_CONSUMED.labels("test", topic)
+    before = counter._value.get()
+    logger = _Lines()
+    monkeypatch.setattr(consumer_module, "log", logger)
+    consumer = consumer_for(database, producer, kafka_broker, topic_prefix, insert_effect)
+    await consumer.start()
+    try:
+        await eventually(lambda: _equals(count_effects(database), 12))
+    finally:
+        await consumer.stop()
+    handled = [fields for event, fields in logger.lines if event == "events_handled"]
+    assert sum(fields["events"] for fields in handled) == 12
+    assert all(fields["last_offset"] >= fields["first_offset"] for fields in handled)
+    assert not [event for event, _ in logger.lines if event == "event_handled"]
+    assert counter._value.get() - before == 12
+
+
+def test_at_debug_one_line_per_event_too(monkeypatch):
+    from types import SimpleNamespace
+
+    from cpts_platform import consumer as consumer_module
+
+    logger = _Lines()
+    logger.is_enabled_for = lambda level: True
+    monkeypatch.setattr(consumer_module, "log", logger)
+    event = new_event(registered(1), source="/t")
+    handled = [(SimpleNamespace(record=SimpleNamespace(topic="t", partition=0, offset=offset), event=event),
+                0.001) for offset in (4, 5)]
+    EventConsumer._log_handled(SimpleNamespace(service="test-debug"), handled)
+    assert [event for event, _ in logger.lines] == ["events_handled", "event_handled", "event_handled"]
+    assert logger.lines[0][1]["first_offset"] == 4 and logger.lines[0][1]["last_offset"] == 5

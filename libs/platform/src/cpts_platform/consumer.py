@@ -4,7 +4,9 @@ transient errors retried with backoff, poison messages to `<topic>.dlq` with the
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from itertools import groupby
 from datetime import UTC, datetime
@@ -13,10 +15,11 @@ from typing import Awaitable, Callable, Mapping
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpts_events import Event, EventDecodeError, EventSchemaError, decode, topics
-from cpts_platform.db import Database, database_unavailable
+from cpts_platform.db import Database, database_unavailable, upsert
 from cpts_platform.kafka import KafkaConnection, connection_kwargs
 from cpts_platform.logging import get_logger
 from cpts_platform.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
@@ -34,6 +37,17 @@ def batch_handler(handler: BatchHandler) -> BatchHandler:
     failing batch is retried event by event, so the handler is then called with one event.
     """
     handler.takes_batches = True  # type: ignore[attr-defined]
+    return handler
+
+
+def partitions_apart(handler: Handler | BatchHandler) -> Handler | BatchHandler:
+    """Mark a handler whose events of different partitions may be applied at once: on PostgreSQL, when every
+    handler of its group is marked, the batches of one fetch are applied concurrently, each partition's batch
+    in its own transaction as always (the order within a partition is kept, offsets are committed once all
+    have committed). For handlers whose effects do not depend on the order of events of different partitions
+    and whose transactions lock shared rows in one order only (no two wait on each other in a cycle).
+    """
+    handler.partitions_apart = True  # type: ignore[attr-defined]
     return handler
 
 
@@ -65,6 +79,15 @@ class _Stopping(Exception):
     pass
 
 
+_RECORD_PROCESSED_ARRAYS = sa.text(
+    "INSERT INTO processed_event (event_id, consumer_group, event_type, processed_at) "
+    "SELECT event_id, :group, event_type, :at FROM unnest(:ids, :types) AS u(event_id, event_type) "
+    "ON CONFLICT (event_id, consumer_group) DO NOTHING RETURNING event_id").bindparams(
+    sa.bindparam("ids", type_=postgresql.ARRAY(sa.String())),
+    sa.bindparam("types", type_=postgresql.ARRAY(sa.String())), sa.bindparam("group", type_=sa.String()),
+    sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+
+
 class EventConsumer:
     def __init__(self, *, service: str, group_id: str, topics_: list[str], handlers: Mapping[str, Handler],
                  database: Database, producer: AIOKafkaProducer, bootstrap_servers: KafkaConnection,
@@ -84,6 +107,7 @@ class EventConsumer:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._processed = database.tables.processed_event
+        self._recorded: sa.Insert | None = None
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -137,14 +161,42 @@ class EventConsumer:
                 continue
             if not batches:
                 continue
-            offsets: dict[TopicPartition, int] = {}
+            apart = self._partitions_apart()
+            if apart:
+                batches = await self._fetched_elsewhere(batches)
             try:
-                for tp, records in batches.items():
-                    await self._handle(tp, records)
-                    offsets[tp] = records[-1].offset + 1
+                if len(batches) > 1 and apart:
+                    # While one partition's transaction waits for the database, another's is prepared.
+                    handled = (self._handle(tp, records) for tp, records in batches.items())
+                    outcomes = await asyncio.gather(*handled, return_exceptions=True)
+                    for outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                else:
+                    for tp, records in batches.items():
+                        await self._handle(tp, records)
             except _Stopping:
                 return
-            await self._commit(offsets)
+            await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    async def _fetched_elsewhere(self, batches: dict[TopicPartition, list]) -> dict[TopicPartition, list]:
+        """`batches` and what the other assigned partitions already hold, at most a batch each (no wait)."""
+        assert self._consumer is not None
+        others = self._consumer.assignment() - set(batches)
+        while others:
+            try:
+                more = await self._consumer.getmany(*others, timeout_ms=0, max_records=self.batch_size)
+            except KafkaError:
+                break
+            if not more:
+                break
+            batches.update(more)
+            others -= set(more)
+        return batches
+
+    def _partitions_apart(self) -> bool:
+        return self.database.dialect == "postgresql" and all(
+            getattr(handler, "partitions_apart", False) for handler in self.handlers.values())
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -201,16 +253,13 @@ class EventConsumer:
     async def _apply(self, items: list[_Item]) -> None:
         durations: list[tuple[_Item, float]] = []
         async with self.database.transaction() as session:
-            ids = list({item.event.id for item in items})
-            done = set((await session.execute(
-                sa.select(self._processed.c.event_id).where(
-                    self._processed.c.consumer_group == self.group_id, self._processed.c.event_id.in_(ids))
-            )).scalars())
-            todo = []
+            first: dict[str, _Item] = {}
             for item in items:
-                if item.event.id not in done:
-                    done.add(item.event.id)
-                    todo.append(item)
+                first.setdefault(item.event.id, item)
+            # The processed ids first, in one statement: an id already there (a redelivery, or another
+            # instance that applied it meanwhile) is not inserted nor returned, its event not applied again.
+            new = await self._record_processed(session, list(first.values()))
+            todo = [item for item in first.values() if item.event.id in new]
             # Consecutive events of one type share a call when their handler takes batches; order is kept.
             for _, run in groupby(todo, key=lambda item: item.event.type):
                 run = list(run)
@@ -225,13 +274,24 @@ class EventConsumer:
                     await handler(session, item.event)
                     durations.append((item, time.perf_counter() - started))
                     started = time.perf_counter()
-            if todo:
-                now = datetime.now(UTC)
-                await session.execute(sa.insert(self._processed), [
-                    {"event_id": item.event.id, "consumer_group": self.group_id, "event_type": item.event.type,
-                     "processed_at": now} for item in todo])
-        for item, duration in durations:
-            self._log_handled(item, duration)
+        if durations:
+            self._log_handled(durations)
+
+    async def _record_processed(self, session: AsyncSession, items: list[_Item]) -> set[str]:
+        """Insert the processed ids of `items` but those already there; returns the ids inserted."""
+        now = datetime.now(UTC)
+        p = self._processed
+        if self.database.dialect == "postgresql":
+            # The ids as one array parameter: one prepared statement whatever their number.
+            return set((await session.execute(_RECORD_PROCESSED_ARRAYS, {
+                "ids": [item.event.id for item in items], "types": [item.event.type for item in items],
+                "group": self.group_id, "at": now})).scalars())
+        if self._recorded is None:
+            self._recorded = upsert(self.database.dialect, p).on_conflict_do_nothing(
+                index_elements=[p.c.event_id, p.c.consumer_group]).returning(p.c.event_id)
+        return set((await session.execute(self._recorded, [
+            {"event_id": item.event.id, "consumer_group": self.group_id, "event_type": item.event.type,
+             "processed_at": now} for item in items])).scalars())
 
     async def _apply_alone(self, item: _Item) -> None:
         attempts = 0
@@ -270,8 +330,17 @@ class EventConsumer:
         log.warning("event_dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset,
                     reason=reason, detail=detail[:300])
 
-    def _log_handled(self, item: _Item, duration: float) -> None:
-        EVENTS_CONSUMED.labels(self.service, item.record.topic).inc()
-        log.info("event_handled", event_id=item.event.id, event_type=item.event.type, topic=item.record.topic,
-                 partition=item.record.partition, offset=item.record.offset,
-                 duration_ms=round(duration * 1000, 3))
+    def _log_handled(self, handled: list[tuple[_Item, float]]) -> None:
+        """One line per committed batch; one per event at DEBUG."""
+        for topic, n in Counter(item.record.topic for item, _ in handled).items():
+            EVENTS_CONSUMED.labels(self.service, topic).inc(n)
+        first, last = handled[0][0].record, handled[-1][0].record
+        log.info("events_handled", events=len(handled), topic=first.topic, partition=first.partition,
+                 first_offset=first.offset, last_offset=last.offset,
+                 duration_ms=round(sum(duration for _, duration in handled) * 1000, 3))
+        if log.is_enabled_for(logging.DEBUG):
+            for item, duration in handled:
+                record = item.record
+                log.debug("event_handled", event_id=item.event.id, event_type=item.event.type,
+                          topic=record.topic, partition=record.partition, offset=record.offset,
+                          duration_ms=round(duration * 1000, 3))

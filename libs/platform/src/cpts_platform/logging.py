@@ -1,4 +1,5 @@
-"""Structured JSON logs (one line per HTTP request, per event handled). Never log a patient's identity."""
+"""Structured JSON logs (one line per HTTP request, per batch of events handled; per event at DEBUG). Never
+log a patient's identity."""
 
 from __future__ import annotations
 

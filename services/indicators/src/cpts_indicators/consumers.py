@@ -3,6 +3,8 @@
 - `indicators.facts` (registry, snp-dispatch and patient-matching topics): every event the catalogue can
   count becomes facts in `indicator_fact`, in the consumer's transaction (with the processed event ids, so
   each event counts once); the snapshots of the periods they change are sent to the ARS before it commits.
+  Facts only append and each transaction marks the periods of its own facts and of the earlier ones it
+  reads, so on PostgreSQL the batches of different partitions are applied concurrently (`partitions_apart`).
 - `indicators.registry`: the read model behind `/indicators/cpts/{id}/professionals`.
 """
 
@@ -21,13 +23,14 @@ from cpts_indicators.repository import (
     set_member,
 )
 from cpts_indicators.snapshots import track_new_facts, write_pending_facts
-from cpts_platform.consumer import batch_handler
+from cpts_platform.consumer import batch_handler, partitions_apart
 from cpts_platform.service import Subscription
 
 PROFESSION_EVENTS = (ProfessionalRegistered.__event_type__, "fr.cpts.registry.professional.updated.v1",
                      ProfessionalDeactivated.__event_type__)
 
 
+@partitions_apart
 @batch_handler
 async def record_facts(session: AsyncSession, events: list[Event]) -> None:
     """Append the facts of a run of events of one type, and have their periods' snapshots refreshed."""

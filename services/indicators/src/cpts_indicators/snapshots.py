@@ -29,9 +29,11 @@ import hashlib
 import json
 from collections import defaultdict
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,7 +53,7 @@ from cpts_indicators.domain.periods import (
     PeriodKind,
     local_day,
     parse_period,
-    period_of,
+    period_of_day,
     periods_from,
 )
 from cpts_indicators.queries import evaluate
@@ -74,8 +76,8 @@ Target = tuple[str, PeriodKind, Period]
 
 
 def track_new_facts(session: AsyncSession, facts: list[Fact], *, now: datetime | None = None) -> None:
-    """Queue facts for this transaction: they are inserted in bulk (one statement per 1 000 facts whatever
-    the number of handler calls) and their periods marked for a snapshot, just before it commits."""
+    """Queue facts for this transaction: they are inserted in bulk (a few statements whatever the number of
+    handler calls) and their periods marked for a snapshot, just before it commits."""
     pending = session.info.get(PENDING_FACTS)
     if pending is None:
         pending = session.info[PENDING_FACTS] = []
@@ -83,31 +85,70 @@ def track_new_facts(session: AsyncSession, facts: list[Fact], *, now: datetime |
         sa.event.listen(session.sync_session, "before_commit", _before_commit, once=True)
     pending.extend(facts)
     recorded_at = now or datetime.now(UTC)
-    session.info[UNWRITTEN_FACTS].extend({**fact.row(), "recorded_at": recorded_at} for fact in facts)
+    session.info[UNWRITTEN_FACTS].extend((fact, recorded_at) for fact in facts)
 
 
 def write_pending_facts(session: Session) -> None:
     """Insert the facts queued in this transaction (before a query that must see them, and before commit)."""
-    rows = session.info.get(UNWRITTEN_FACTS)
-    if not rows:
+    unwritten = session.info.get(UNWRITTEN_FACTS)
+    if not unwritten:
         return
     session.info[UNWRITTEN_FACTS] = []
-    statement = upsert(session.get_bind().dialect.name, facts_table).on_conflict_do_nothing(
+    _insert_facts(session, unwritten)
+
+
+_FACT_COLUMNS = ("event_id", "cpts_id", "event_type", "event_time", "ref_time", "entity", "subject",
+                 "attributes", "recorded_at")
+_FACT_ARRAYS = sa.text(
+    f"INSERT INTO {facts_table.name} ({', '.join(_FACT_COLUMNS)}) "
+    f"SELECT {', '.join(c + '::json' if c == 'attributes' else c for c in _FACT_COLUMNS)} "
+    f"FROM unnest({', '.join(':' + c for c in _FACT_COLUMNS)}) AS u({', '.join(_FACT_COLUMNS)}) "
+    "ON CONFLICT (event_id, cpts_id) DO NOTHING").bindparams(
+    *(sa.bindparam(c, type_=postgresql.ARRAY(
+        sa.DateTime(timezone=True) if c.endswith("_time") or c == "recorded_at" else sa.Text()))
+      for c in _FACT_COLUMNS))
+
+
+def _insert_facts(session: Session, facts: list[tuple[Fact, datetime]]) -> None:
+    """Insert facts with the time each was recorded; a fact already there (same event and CPTS) is left."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # One statement per chunk, its columns as arrays: one plan and no per-row execution.
+        for chunk in _chunks(facts, 5000):
+            event_times, ref_times = [f.event_time for f, _ in chunk], [f.ref_time for f, _ in chunk]
+            if any(t.tzinfo is None for t in event_times) or any(t and t.tzinfo is None for t in ref_times):
+                raise ValueError("naive datetime: the platform stores aware UTC timestamps only")
+            session.execute(_FACT_ARRAYS, {
+                "event_id": [f.event_id for f, _ in chunk], "cpts_id": [f.cpts_id for f, _ in chunk],
+                "event_type": [f.event_type for f, _ in chunk], "event_time": event_times,
+                "ref_time": ref_times, "entity": [f.entity for f, _ in chunk],
+                "subject": [f.subject for f, _ in chunk],
+                "attributes": [json.dumps(f.attributes) for f, _ in chunk],
+                "recorded_at": [at for _, at in chunk]})
+        return
+    statement = _facts_upsert(dialect)
+    for chunk in _chunks(facts, 1000):
+        session.execute(statement, [{**fact.row(), "recorded_at": at} for fact, at in chunk])
+
+
+@cache
+def _facts_upsert(dialect: str) -> sa.Insert:
+    return upsert(dialect, facts_table).on_conflict_do_nothing(
         index_elements=[facts_table.c.event_id, facts_table.c.cpts_id])
-    for chunk in _chunks(rows, 1000):
-        session.execute(statement, chunk)
 
 
 def _before_commit(session: Session) -> None:
-    write_pending_facts(session)
     facts = session.info.pop(PENDING_FACTS, [])
-    session.info.pop(UNWRITTEN_FACTS, None)
+    unwritten = session.info.pop(UNWRITTEN_FACTS, [])
     if not facts:
+        _insert_facts(session, unwritten)
         return
     settings = current_settings()
     try:
         with session.begin_nested():
+            # Read before the facts are written: only the earlier facts of their entities come back.
             targets = changed_periods(session, facts, kinds=settings.snapshot_periods)
+            _insert_facts(session, unwritten)
             if settings.snapshot_interval_seconds > 0:
                 mark_pending(session, targets)
             else:
@@ -116,7 +157,9 @@ def _before_commit(session: Session) -> None:
     except Exception as exc:
         if is_transient(exc):
             raise
-        # The facts still commit (the values served are right); `POST /indicators/snapshots/rebuild` resends.
+        # The facts, rolled back with the savepoint, still commit (the values served are right);
+        # `POST /indicators/snapshots/rebuild` resends.
+        _insert_facts(session, unwritten)
         log.error("indicator_snapshots_failed", error_type=type(exc).__name__, facts=len(facts))
 
 
@@ -340,17 +383,24 @@ def _member_cpts(session: Session, subjects: set[str]) -> dict[str, set[str]]:
     return out
 
 
-def _earlier_times(session: Session, facts: list[Fact]) -> dict[tuple[str, str], list[datetime]]:
-    """The event and ref times of the facts already held about the same entities of the same CPTS."""
+def _earlier_times(session: Session, facts: list[Fact]) -> dict[tuple[str, str], set[date]]:
+    """The Paris days of the event and ref times of the facts already held about the same entities of the same
+    CPTS."""
     f = facts_table
-    pairs = sorted({(fact.cpts_id, fact.entity) for fact in facts
-                    if fact.entity is not None and fact.cpts_id != PROFESSIONAL_SCOPE})
-    out: dict[tuple[str, str], list[datetime]] = defaultdict(list)
-    for chunk in _chunks(pairs):
+    pairs = {(fact.cpts_id, fact.entity) for fact in facts
+             if fact.entity is not None and fact.cpts_id != PROFESSIONAL_SCOPE}
+    cpts_ids = sorted({cpts_id for cpts_id, _ in pairs})
+    out: dict[tuple[str, str], set[date]] = defaultdict(set)
+    for chunk in _chunks(sorted({entity for _, entity in pairs})):
+        # Entity and CPTS apart (an index range scan per list), the pairs kept here.
         rows = session.execute(sa.select(f.c.cpts_id, f.c.entity, f.c.event_time, f.c.ref_time)
-                               .where(sa.tuple_(f.c.cpts_id, f.c.entity).in_(chunk)))
+                               .where(f.c.cpts_id.in_(cpts_ids), f.c.entity.in_(chunk)))
         for cpts_id, entity, event_time, ref_time in rows:
-            out[(cpts_id, entity)] += [t for t in (event_time, ref_time) if t is not None]
+            if (cpts_id, entity) in pairs:
+                days = out[(cpts_id, entity)]
+                days.add(local_day(event_time))
+                if ref_time is not None:
+                    days.add(local_day(ref_time))
     return out
 
 
@@ -372,30 +422,41 @@ def _chunks(items: list, size: int = 500) -> Iterable[list]:
 
 def changed_periods(session: Session, facts: list[Fact], *, kinds: Iterable[PeriodKind],
                     now: datetime | None = None, definitions: Catalogue | None = None) -> set[Target]:
-    """The (CPTS, period) whose values the new facts may change, for the period kinds sent as snapshots."""
+    """The (CPTS, period) whose values the new facts may change, for the period kinds sent as snapshots.
+
+    Read before or after the facts are written (their own memberships and times count either way); the periods
+    are computed once per CPTS and Paris day, however many facts fall on it."""
     kinds = list(kinds)
     now = now or datetime.now(UTC)
     stocks = (definitions or catalogue()).stock_event_types()
     about_professionals = {f.subject for f in facts if f.cpts_id == PROFESSIONAL_SCOPE and f.subject}
     members = _member_cpts(session, about_professionals)
+    for fact in facts:
+        if fact.subject in about_professionals and fact.event_type in MEMBERSHIP_EVENTS \
+                and fact.cpts_id != PROFESSIONAL_SCOPE:
+            members[fact.subject].add(fact.cpts_id)
     earlier = _earlier_times(session, facts)
-    moments: dict[str, list[datetime]] = defaultdict(list)
-    stock_moments: dict[str, list[datetime]] = defaultdict(list)
+    days: dict[str, set[date]] = defaultdict(set)
+    stock_since: dict[str, datetime] = {}
     for fact in facts:
         cpts_ids = (members.get(fact.subject or "", set()) if fact.cpts_id == PROFESSIONAL_SCOPE
-                    else {fact.cpts_id})
+                    else (fact.cpts_id,))
+        own = {local_day(fact.event_time)}
+        if fact.ref_time is not None:
+            own.add(local_day(fact.ref_time))
         for cpts_id in cpts_ids:
             if fact.event_type in stocks:
-                stock_moments[cpts_id].append(fact.event_time)
-            moments[cpts_id] += [t for t in (fact.event_time, fact.ref_time) if t is not None]
-            moments[cpts_id] += earlier.get((cpts_id, fact.entity or ""), [])
+                since = stock_since.get(cpts_id)
+                stock_since[cpts_id] = fact.event_time if since is None else min(since, fact.event_time)
+            held = days[cpts_id]
+            held |= own
+            held |= earlier.get((cpts_id, fact.entity or ""), own)
     targets: set[Target] = set()
-    for cpts_id, times in moments.items():
+    for cpts_id, held in days.items():
         for kind in kinds:
-            targets.update((cpts_id, kind, period_of(kind, t)) for t in times)
-    sent = _sent_periods(session, set(stock_moments), kinds)
-    for cpts_id, times in stock_moments.items():
-        since = min(times)
+            targets.update((cpts_id, kind, period_of_day(kind, day)) for day in held)
+    sent = _sent_periods(session, set(stock_since), kinds)
+    for cpts_id, since in stock_since.items():
         for kind in kinds:
             targets.update((cpts_id, kind, p) for p in periods_from(kind, since, now))
             later = (parse_period(kind, key) for key in sent.get((cpts_id, kind.value), []))

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -64,8 +65,9 @@ def local_day(moment: datetime) -> date:
     return moment.astimezone(PARIS).date()
 
 
+@lru_cache(maxsize=16384, typed=True)
 def period_of_day(kind: PeriodKind, day: date) -> Period:
-    """The period of `kind` holding the local day `day`."""
+    """The period of `kind` holding the local day `day` (memoised: periods are immutable)."""
     if kind is PeriodKind.DAY:
         return Period(day, day + timedelta(days=1), kind, day.isoformat())
     if kind is PeriodKind.WEEK:
