@@ -97,15 +97,16 @@ def _wait_for_effecteurs(client: httpx.Client, expected_at_least: int, timeout: 
     return found
 
 
-def seed_slots(snp_url: str, token: str, *, days: int = 7) -> dict[str, int]:
-    """Publish the SAS participants' unscheduled-care slots for the coming days through snp-dispatch's API.
+def seed_slots(snp_url: str, token: str, *, days: int = 7, participants: int = 1) -> dict[str, int]:
+    """Publish the SAS participants' unscheduled-care slots for the coming days through snp-dispatch's API,
+    once its read model holds the `participants` the registry just announced (at least one).
 
     Each participant keeps the same weekly pattern (seeded by their id); a day already published answers 409
     and is left as it is, so running the demo again only adds the new days."""
     figures = {"effecteurs": 0, "slots": 0}
     today = datetime.now(PARIS).date()
     with httpx.Client(base_url=snp_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-        effecteurs = _wait_for_effecteurs(client, expected_at_least=1)
+        effecteurs = _wait_for_effecteurs(client, expected_at_least=max(participants, 1))
         figures["effecteurs"] = len(effecteurs)
         for effecteur in effecteurs:
             if not effecteur["sites"]:

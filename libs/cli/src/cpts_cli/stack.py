@@ -123,7 +123,7 @@ def run_stack(*, var_dir: Path, seed: bool, ready_timeout: float = 60.0) -> int:
                      f"participants au SAS, {figures['mt_capacities']} médecins acceptant de nouveaux patients.")
             else:
                 _say(f"  {demo.DEMO_CPTS_NAME} déjà en place (données conservées).")
-            slots = demo.seed_slots(urls["snp-dispatch"], token)
+            slots = demo.seed_slots(urls["snp-dispatch"], token, participants=figures["sas_participants"])
             _say(f"  Créneaux de soins non programmés publiés : {slots['slots']} nouveaux, pour "
                  f"{slots['effecteurs']} effecteurs.")
             patients = demo.seed_patients(urls["patient-matching"], token)
