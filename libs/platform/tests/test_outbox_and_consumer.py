@@ -231,20 +231,28 @@ async def test_offsets_are_committed_so_a_restarted_consumer_does_not_reapply(
     assert len(seen) == 21
 
 
+def effects_refusing(idnps: str, sizes: list[int] | None = None):
+    """A batch handler inserting an effect per event, refusing for good a batch holding `idnps`; the sizes of
+    the batches it is called with go to `sizes`."""
+
+    @batch_handler
+    async def handler(session, events):
+        if sizes is not None:
+            sizes.append(len(events))
+        if any(e.payload.idnps == idnps for e in events):
+            raise PermanentEventError("refused")
+        await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in events])
+
+    return handler
+
+
 async def test_a_batch_handler_gets_runs_of_events_and_a_poison_one_is_isolated(
         database, producer, kafka_broker, topic_prefix):
     topic = topic_prefix + topics.REGISTRY
     for i in range(30):
         await send_raw(producer, topic, encode(new_event(registered(i), source="/t")))
     sizes: list[int] = []
-
-    @batch_handler
-    async def handler(session, events):
-        sizes.append(len(events))
-        if any(e.payload.idnps == "800000000013" for e in events):
-            raise PermanentEventError("refused")
-        await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in events])
-
+    handler = effects_refusing("800000000013", sizes)
     consumer = consumer_for(database, producer, kafka_broker, topic_prefix, handler)
     await consumer.start()
     try:
@@ -266,13 +274,7 @@ async def test_partitions_apart_each_event_once_and_a_poison_one_isolated(
     for record in records + records[:10]:
         await send_raw(producer, topic, record)
 
-    @partitions_apart
-    @batch_handler
-    async def handler(session, events):
-        if any(e.payload.idnps == "800000000013" for e in events):
-            raise PermanentEventError("refused")
-        await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in events])
-
+    handler = partitions_apart(effects_refusing("800000000013"))
     consumer = consumer_for(database, producer, kafka_broker, topic_prefix, handler)
     await consumer.start()
     try:

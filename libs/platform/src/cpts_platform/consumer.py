@@ -107,7 +107,12 @@ class EventConsumer:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._processed = database.tables.processed_event
-        self._recorded: sa.Insert | None = None
+        p = self._processed
+        self._recorded = upsert(database.dialect, p).on_conflict_do_nothing(
+            index_elements=[p.c.event_id, p.c.consumer_group]).returning(p.c.event_id)
+        # Batches of several partitions applied at once: PostgreSQL only, and only if every handler allows it.
+        self._partitions_apart = database.dialect == "postgresql" and all(
+            getattr(handler, "partitions_apart", False) for handler in self.handlers.values())
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -161,11 +166,10 @@ class EventConsumer:
                 continue
             if not batches:
                 continue
-            apart = self._partitions_apart()
-            if apart:
+            if self._partitions_apart:
                 batches = await self._fetched_elsewhere(batches)
             try:
-                if len(batches) > 1 and apart:
+                if len(batches) > 1 and self._partitions_apart:
                     # While one partition's transaction waits for the database, another's is prepared.
                     handled = (self._handle(tp, records) for tp, records in batches.items())
                     outcomes = await asyncio.gather(*handled, return_exceptions=True)
@@ -193,10 +197,6 @@ class EventConsumer:
             batches.update(more)
             others -= set(more)
         return batches
-
-    def _partitions_apart(self) -> bool:
-        return self.database.dialect == "postgresql" and all(
-            getattr(handler, "partitions_apart", False) for handler in self.handlers.values())
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -280,15 +280,11 @@ class EventConsumer:
     async def _record_processed(self, session: AsyncSession, items: list[_Item]) -> set[str]:
         """Insert the processed ids of `items` but those already there; returns the ids inserted."""
         now = datetime.now(UTC)
-        p = self._processed
         if self.database.dialect == "postgresql":
             # The ids as one array parameter: one prepared statement whatever their number.
             return set((await session.execute(_RECORD_PROCESSED_ARRAYS, {
                 "ids": [item.event.id for item in items], "types": [item.event.type for item in items],
                 "group": self.group_id, "at": now})).scalars())
-        if self._recorded is None:
-            self._recorded = upsert(self.database.dialect, p).on_conflict_do_nothing(
-                index_elements=[p.c.event_id, p.c.consumer_group]).returning(p.c.event_id)
         return set((await session.execute(self._recorded, [
             {"event_id": item.event.id, "consumer_group": self.group_id, "event_type": item.event.type,
              "processed_at": now} for item in items])).scalars())

@@ -97,34 +97,32 @@ def write_pending_facts(session: Session) -> None:
     _insert_facts(session, unwritten)
 
 
-_FACT_COLUMNS = ("event_id", "cpts_id", "event_type", "event_time", "ref_time", "entity", "subject",
-                 "attributes", "recorded_at")
+def _array_of(column: sa.Column) -> sa.types.TypeEngine:
+    # JSON goes as text (cast back in the statement); the other types keep their bind processing per element
+    # (`UtcDateTime` refuses a naive time).
+    return postgresql.ARRAY(sa.Text() if isinstance(column.type, sa.JSON) else column.type)
+
+
+_FACT_COLUMNS = [c.name for c in facts_table.c]
 _FACT_ARRAYS = sa.text(
     f"INSERT INTO {facts_table.name} ({', '.join(_FACT_COLUMNS)}) "
-    f"SELECT {', '.join(c + '::json' if c == 'attributes' else c for c in _FACT_COLUMNS)} "
+    f"SELECT {', '.join(c.name + '::json' if isinstance(c.type, sa.JSON) else c.name for c in facts_table.c)} "
     f"FROM unnest({', '.join(':' + c for c in _FACT_COLUMNS)}) AS u({', '.join(_FACT_COLUMNS)}) "
     "ON CONFLICT (event_id, cpts_id) DO NOTHING").bindparams(
-    *(sa.bindparam(c, type_=postgresql.ARRAY(
-        sa.DateTime(timezone=True) if c.endswith("_time") or c == "recorded_at" else sa.Text()))
-      for c in _FACT_COLUMNS))
+    *(sa.bindparam(c.name, type_=_array_of(c)) for c in facts_table.c))
 
 
 def _insert_facts(session: Session, facts: list[tuple[Fact, datetime]]) -> None:
     """Insert facts with the time each was recorded; a fact already there (same event and CPTS) is left."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        # One statement per chunk, its columns as arrays: one plan and no per-row execution.
+        # One statement per chunk, the table's columns as arrays: one plan and no per-row execution.
         for chunk in _chunks(facts, 5000):
-            event_times, ref_times = [f.event_time for f, _ in chunk], [f.ref_time for f, _ in chunk]
-            if any(t.tzinfo is None for t in event_times) or any(t and t.tzinfo is None for t in ref_times):
-                raise ValueError("naive datetime: the platform stores aware UTC timestamps only")
-            session.execute(_FACT_ARRAYS, {
-                "event_id": [f.event_id for f, _ in chunk], "cpts_id": [f.cpts_id for f, _ in chunk],
-                "event_type": [f.event_type for f, _ in chunk], "event_time": event_times,
-                "ref_time": ref_times, "entity": [f.entity for f, _ in chunk],
-                "subject": [f.subject for f, _ in chunk],
-                "attributes": [json.dumps(f.attributes) for f, _ in chunk],
-                "recorded_at": [at for _, at in chunk]})
+            columns = {name: [getattr(f, name) for f, _ in chunk] for name in _FACT_COLUMNS
+                       if name not in ("attributes", "recorded_at")}
+            columns["attributes"] = [json.dumps(f.attributes) for f, _ in chunk]
+            columns["recorded_at"] = [at for _, at in chunk]
+            session.execute(_FACT_ARRAYS, columns)
         return
     statement = _facts_upsert(dialect)
     for chunk in _chunks(facts, 1000):

@@ -31,7 +31,13 @@ from pydantic import ValidationError
 
 from cpts_geo import communes
 from cpts_snp_dispatch.domain.slots import PARIS, SlotSpec
-from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow
+from cpts_snp_dispatch.repository import (
+    AppointmentRow,
+    CptsView,
+    ProfessionalView,
+    ScheduleRow,
+    visibility_codes,
+)
 
 FHIR_JSON = "application/fhir+json"
 
@@ -167,9 +173,6 @@ def slot_status(row: Any, now: datetime) -> str:
     return "busy-tentative" if row.held_until is not None and row.held_until > now else "free"
 
 
-# The visibility codes of a slot, in this order, by the bit mask of its flags (PUBLIC 1, PRO 2, SNP 4, CPTS 8).
-_VISIBILITY_CODES = tuple(tuple(code for bit, code in enumerate(("PUBLIC", "PRO", "SNP", "CPTS")) if mask >> bit & 1)
-                          for mask in range(16))
 
 
 @lru_cache(maxsize=256)
@@ -190,9 +193,8 @@ def slot(row: Any, *, professional: ProfessionalView, booking_url: str, now: dat
     (`sas-cpts-slot-aggregator` in the CPTS variant): visibility codes in `meta.security`; consultation type,
     then a reference to each CPTS of `cpts_ids`, in `serviceType`; the professional's ordinal specialty; the URL
     where it is booked in `comment` (the ANS kit requires it)."""
-    mask = (row.vis_public and 1) | (row.vis_pro and 2) | (row.vis_snp and 4) | (row.vis_cpts and 8)
     meta, service_types, specialty, appointment_type = _slot_constants(
-        cpts_variant, _VISIBILITY_CODES[mask], row.service_type, row.appointment_type, professional.specialty_code)
+        cpts_variant, visibility_codes(row), row.service_type, row.appointment_type, professional.specialty_code)
     if cpts_ids:
         service_types = service_types + [
             {"extension": [{"url": SLOT_SERVICE_TYPE_EXTENSION, "valueReference": {

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -16,9 +17,8 @@ from cpts_platform.auth import Principal, Role
 from cpts_platform.db import one_of
 from cpts_snp_dispatch.api.schemas import Card, EnSusCandidate, SearchResult, SlotBrief, SlotPublic
 from cpts_snp_dispatch.domain.cells import cells_around
-from cpts_snp_dispatch.domain.intake import radius_steps, search_window
+from cpts_snp_dispatch.domain.intake import DAY_GROUPS, day_bounds, radius_steps, search_window
 from cpts_snp_dispatch.domain.ranking import Candidate, rank
-from cpts_snp_dispatch.domain.slots import PARIS
 from cpts_snp_dispatch.handlers import LIVE_APPOINTMENT, week_bounds
 from cpts_snp_dispatch.repository import AppointmentRow, CareRequestRow, CptsMemberView, ProfessionalView, SlotRow
 from cpts_snp_dispatch.settings import Settings
@@ -50,7 +50,7 @@ class Audience:
         cpts_ids = principal.cpts_ids if principal.has_role(Role.SECRETARY, Role.COORDINATOR) else frozenset()
         return cls(frozenset(levels), frozenset(cpts_ids))
 
-    async def condition(self, session: AsyncSession):
+    def condition(self) -> sa.ColumnElement[bool]:
         if self.everything:
             return sa.true()
         clauses = [flag for code, flag in (("PUBLIC", SlotRow.vis_public), ("PRO", SlotRow.vis_pro),
@@ -129,7 +129,7 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     max_radius = radii[-1]
     lat, lon = request.lat, request.lon
     distance = distance_from(lat, lon)
-    visible = await audience.condition(session)
+    visible = audience.condition()
     connection = await session.connection()
     dialect = connection.dialect.name
 
@@ -142,8 +142,8 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
     for radius in radii:
         cells = cells_around(lat, lon, radius) - asked
         asked |= cells
-        per_site.update(await _free_per_site(session, cells=cells, now=now, window=(window_start, window_end),
-                                             types=types, visible=visible, distance=distance, dialect=dialect))
+        per_site.update(await _free_per_site(connection, cells=cells, now=now, window=(window_start, window_end),
+                                             types=types, visible=visible, distance=distance))
         with_slots = _within(per_site, radius=radius)
         if len(with_slots) >= settings.search_min_professionals:
             break
@@ -184,9 +184,9 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
                      } if details else {}
 
     # 3. The first free slots of the page's professionals, grouped today / tomorrow / after tomorrow.
-    slots_of = await _first_slots(session, [c.idnps for c in page if c.slot_count], now=now,
+    slots_of = await _first_slots(connection, [c.idnps for c in page if c.slot_count], now=now,
                                   window=(window_start, window_end), types=types, visible=visible,
-                                  per_day=settings.search_first_slots_per_day, distance=distance, dialect=dialect)
+                                  per_day=settings.search_first_slots_per_day, distance=distance)
     cards = []
     for position, c in enumerate(page, start=offset + 1):
         p = professionals[c.idnps]
@@ -204,16 +204,16 @@ async def search(session: AsyncSession, *, request: CareRequestRow, audience: Au
                         professionals_with_slots=len(with_slots), en_sus=en_sus)
 
 
-async def _free_per_site(session: AsyncSession, *, cells: set[int], now: datetime,
-                         window: tuple[datetime, datetime], types: list[str], visible, distance, dialect: str
+async def _free_per_site(connection: AsyncConnection, *, cells: set[int], now: datetime,
+                         window: tuple[datetime, datetime], types: list[str], visible, distance
                          ) -> dict[tuple[str, float, float], tuple[float, int, datetime]]:
     """(distance, free slot count, first start) of the window per professional and site of the given map cells,
     answered from the covering index `ix_slot_free_cell`."""
     if not cells:
         return {}
-    rows = (await (await session.connection()).execute(
+    rows = (await connection.execute(
         sa.select(SlotRow.idnps, SlotRow.lat, SlotRow.lon, func.count(), func.min(SlotRow.start))
-        .where(SlotRow.status == "free", one_of(dialect, col(SlotRow.geo_cell), "cells"),
+        .where(SlotRow.status == "free", one_of(connection.dialect.name, col(SlotRow.geo_cell), "cells"),
                SlotRow.start >= window[0],
                SlotRow.start <= window[1], sa.or_(SlotRow.held_until.is_(None), SlotRow.held_until <= now),
                col(SlotRow.service_type).in_(types), visible)
@@ -234,39 +234,29 @@ def _within(per_site: dict[tuple[str, float, float], tuple[float, int, datetime]
     return found
 
 
-DAY_GROUPS = ("today", "tomorrow", "after_tomorrow")
-
-
-def _day_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """The Paris midnights that end today and tomorrow: the limits of the cards' day groups."""
-    today = now.astimezone(PARIS).date()
-    return tuple(datetime.combine(today + timedelta(days=n), time(0), PARIS) for n in (1, 2))  # type: ignore[return-value]
-
-
-async def _first_slots(session: AsyncSession, ids: list[str], *, now: datetime, window: tuple[datetime, datetime],
-                       types: list[str], visible, per_day: int, distance, dialect: str
+async def _first_slots(connection: AsyncConnection, ids: list[str], *, now: datetime,
+                       window: tuple[datetime, datetime], types: list[str], visible, per_day: int, distance
                        ) -> dict[str, dict[str, list[SlotBrief]]]:
     if not ids:
         return {}
     # The first `per_day` free slots of each Paris day of the window for the page's professionals (index on
     # professional and start): the database numbers them per professional and day, and sends only those.
-    tomorrow, after_tomorrow = _day_bounds(now)
+    tomorrow, after_tomorrow = day_bounds(now)
     day = sa.case((SlotRow.start < tomorrow, 0), (SlotRow.start < after_tomorrow, 1), else_=2).label("day")
     numbered = (
         sa.select(SlotRow.slot_id, SlotRow.idnps, SlotRow.start, SlotRow.end, SlotRow.service_type,
                   SlotRow.appointment_type, SlotRow.site_id, SlotRow.lat, SlotRow.lon, day,
                   sa.func.row_number().over(partition_by=(SlotRow.idnps, day),
                                             order_by=(SlotRow.start, SlotRow.slot_id)).label("n"))
-        .where(one_of(dialect, col(SlotRow.idnps), "ids"), SlotRow.start >= window[0],
+        .where(one_of(connection.dialect.name, col(SlotRow.idnps), "ids"), SlotRow.start >= window[0],
                SlotRow.start <= window[1], _free_now(now), col(SlotRow.service_type).in_(types), visible)
         .subquery())
-    rows = (await (await session.connection()).execute(
+    rows = (await connection.execute(
         sa.select(numbered.c.slot_id, numbered.c.idnps, numbered.c.start, numbered.c.end, numbered.c.service_type,
                   numbered.c.appointment_type, numbered.c.site_id, numbered.c.lat, numbered.c.lon, numbered.c.day)
         .where(numbered.c.n <= per_day).order_by(numbered.c.idnps, numbered.c.start, numbered.c.slot_id),
         {"ids": ids})).all()
-    out: dict[str, dict[str, list[SlotBrief]]] = defaultdict(lambda: {"today": [], "tomorrow": [],
-                                                                      "after_tomorrow": []})
+    out: dict[str, dict[str, list[SlotBrief]]] = defaultdict(lambda: {group: [] for group in DAY_GROUPS})
     for slot_id, idnps, start, end, service_type, appointment_type, site_id, slat, slon, day_index in rows:
         km = distance(slat, slon) if slat is not None and slon is not None else None
         out[idnps][DAY_GROUPS[day_index]].append(SlotBrief(

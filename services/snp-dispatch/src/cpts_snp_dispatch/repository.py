@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import registry
@@ -135,8 +136,18 @@ class SlotRow(DispatchTable, table=True):
 
     @property
     def visibility(self) -> list[str]:
-        return [code for code, on in (("PUBLIC", self.vis_public), ("PRO", self.vis_pro), ("SNP", self.vis_snp),
-                                      ("CPTS", self.vis_cpts)) if on]
+        return list(visibility_codes(self))
+
+
+# The visibility codes of a slot, in this order, by the bit mask of its flags (PUBLIC 1, PRO 2, SNP 4, CPTS 8).
+_VISIBILITY_CODES = tuple(tuple(code for bit, code in enumerate(("PUBLIC", "PRO", "SNP", "CPTS")) if mask >> bit & 1)
+                          for mask in range(16))
+
+
+def visibility_codes(slot: Any) -> tuple[str, ...]:
+    """The visibility codes of a slot (a `SlotRow`, or a row with its `vis_*` columns)."""
+    return _VISIBILITY_CODES[(slot.vis_public and 1) | (slot.vis_pro and 2) | (slot.vis_snp and 4)
+                             | (slot.vis_cpts and 8)]
 
 
 class CareRequestRow(DispatchTable, table=True):

@@ -180,7 +180,7 @@ async def search_slots(request: Request, principal: SlotReader, session: ReadSes
     query = fm.parse_slot_query(request.query_params.multi_items(), now=now)
     professionals = {p.idnps: p for p in await session.exec(select(ProfessionalView).where(
         col(ProfessionalView.idnps).in_(query.idnps), ProfessionalView.active))}
-    visible = await (await audience_for(session, principal)).condition(session)
+    visible = (await audience_for(session, principal)).condition()
     where = [col(SlotRow.idnps).in_(list(professionals)), _free(now), SlotRow.start >= query.start_from,
              SlotRow.start <= query.start_to, visible]
     # Plain rows of the columns a Slot shows, not ORM objects: a thousand slots per answer.

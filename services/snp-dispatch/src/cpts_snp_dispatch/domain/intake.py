@@ -40,10 +40,15 @@ def search_window(now: datetime, urgency: str) -> tuple[datetime, datetime]:
     return now, end
 
 
-def day_group(start: datetime, now: datetime) -> str:
-    """today, tomorrow or after_tomorrow, in Paris local days."""
-    days = (start.astimezone(PARIS).date() - now.astimezone(PARIS).date()).days
-    return {0: "today", 1: "tomorrow"}.get(days, "after_tomorrow")
+DAY_GROUPS = ("today", "tomorrow", "after_tomorrow")  # of the cards' slots, in Paris local days
+
+
+def day_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The Paris midnights that end today and tomorrow: before the first, `today`; before the second,
+    `tomorrow`; after, `after_tomorrow`."""
+    today = now.astimezone(PARIS).date()
+    return (datetime.combine(today + timedelta(days=1), time(0), PARIS),
+            datetime.combine(today + timedelta(days=2), time(0), PARIS))
 
 
 def radius_steps(default_km: float, step_km: float, max_km: float) -> list[float]:
