@@ -7,11 +7,17 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from cpts_events import decode, encode, new_event, topics
 from cpts_events.registry import ProfessionalRegistered
-from cpts_platform.consumer import EventConsumer, PermanentEventError, batch_handler, partitions_apart
+from cpts_platform.consumer import (
+    EventConsumer,
+    PermanentEventError,
+    batch_handler,
+    partitions_apart,
+    rounds,
+)
 from cpts_platform.db import Database, add_platform_tables
 from cpts_platform.kafka import ensure_topics, new_producer, platform_topics
 from cpts_platform.metrics import EVENTS_CONSUMED
@@ -346,3 +352,44 @@ def test_at_debug_one_line_per_event_too(monkeypatch):
     EventConsumer._log_handled(SimpleNamespace(service="test-debug"), handled)
     assert [event for event, _ in logger.lines] == ["events_handled", "event_handled", "event_handled"]
     assert logger.lines[0][1]["first_offset"] == 4 and logger.lines[0][1]["last_offset"] == 5
+
+
+def test_a_fetch_is_applied_in_rounds_of_a_batch_a_partition_and_not_past_a_revocation():
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+    fetched = {a: list(range(7)), b: list(range(100, 103))}
+    assert list(rounds(fetched, 3, lambda: {a, b})) == [
+        {a: [0, 1, 2], b: [100, 101, 102]}, {a: [3, 4, 5]}, {a: [6]}]
+    held = [{a, b}, {b}]  # `a` is revoked after the first round: its other records are its new owner's
+    assert list(rounds(fetched, 2, lambda: held.pop(0) if held else set())) == [
+        {a: [0, 1], b: [100, 101]}, {b: [102]}]
+
+
+async def test_behind_while_a_backlog_is_caught_up_and_not_once_it_is(
+        database, producer, kafka_broker, topic_prefix):
+    """`behind` (what the indicators' snapshot worker waits on): true while more than a batch of events waits,
+    false once every event is applied."""
+    topic = topic_prefix + topics.REGISTRY
+    for i in range(120):
+        await send_raw(producer, topic, encode(new_event(registered(i), source="/t")))
+    seen: list[bool] = []
+    sizes: list[int] = []
+
+    @batch_handler
+    async def handler(session, events):
+        seen.append(consumer.behind)
+        sizes.append(len(events))
+        await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in events])
+
+    consumer = consumer_for(database, producer, kafka_broker, topic_prefix, handler, batch_size=10)
+    assert not consumer.behind
+    await consumer.start()
+    try:
+        await eventually(lambda: _equals(count_effects(database), 120))
+        await eventually(lambda: _false(consumer.behind))
+    finally:
+        await consumer.stop()
+    assert seen[0] and max(sizes) <= 10
+
+
+async def _false(value: bool) -> bool:
+    return not value

@@ -196,15 +196,18 @@ async def database(database_url):
         await database.dispose()
 
 
-async def apply(database: Database, events: list[Event], *, per_transaction: int | None = None) -> None:
+async def apply(database: Database, events: list[Event], *, per_transaction: int | None = None,
+                refresh: bool = True) -> None:
     """Apply events as the `indicators.facts` consumer does: runs of one type per handler call,
-    `per_transaction` events per transaction (default: all in one)."""
+    `per_transaction` events per transaction (default: all in one); then, unless not `refresh`, what the
+    snapshot worker does with the periods they marked."""
     size = per_transaction or max(len(events), 1)
     for start in range(0, len(events), size):
         async with database.transaction() as session:
             for _, run in itertools.groupby(events[start:start + size], key=lambda e: e.type):
                 await record_facts(session, list(run))
-    await refresh_pending(database)  # what the snapshot worker does soon after (no-op when sent inline)
+    if refresh:
+        await refresh_pending(database)  # what the snapshot worker does soon after (no-op when sent inline)
 
 
 async def outbox(database: Database) -> list[tuple[str, bytes]]:

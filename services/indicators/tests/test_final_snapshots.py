@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import sqlalchemy as sa
+
 from cpts_events.snp_dispatch import CareRequestReceived
 from cpts_indicators.domain.periods import PeriodKind, parse_period
 from cpts_indicators.queries import published_values
+from cpts_indicators.repository import pending_table
 from cpts_indicators.snapshots import closed_periods_to_finalize, finalize_closed_periods, snapshot_worker
 from cpts_platform.testing import eventually
 
@@ -128,3 +131,38 @@ async def test_the_worker_sends_final_snapshots_on_its_clock(database, kit):
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
     assert [(s["period_key"], s["sequence"], received(s)) for s in sent] == [("2026-03", 2, 7)]
+
+
+async def test_while_the_consumers_catch_up_with_a_backlog_the_worker_waits_at_most_its_delay(database, kit):
+    """A pass recomputes each marked period from all its facts: during a backlog, it waits for the consumers to
+    catch up, or for `max_delay` after the previous pass."""
+    async def marked() -> int:
+        async with database.sessions() as session:
+            return (await session.execute(sa.select(sa.func.count()).select_from(pending_table))).scalar_one()
+
+    backlog = [True]
+    worker = asyncio.create_task(snapshot_worker(database, 0.01, backlog=lambda: backlog[0], max_delay=60))
+    try:
+        await kit.apply(database, [request(kit, "r1", "2026-03-10T09:00")], refresh=False)
+        await asyncio.sleep(0.5)
+        assert await marked() == 1 and not await snapshots(kit, database)
+        backlog[0] = False  # caught up: the pass follows at once
+        await eventually(lambda: _none(marked()), timeout=5)
+        assert {s["period_key"] for s in await snapshots(kit, database)} == {"2026-03"}
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+    backlog[0] = True
+    worker = asyncio.create_task(snapshot_worker(database, 0.01, backlog=lambda: backlog[0], max_delay=0.5))
+    try:
+        await asyncio.sleep(0.7)  # the first pass, after `max_delay` of backlog
+        await kit.apply(database, [request(kit, "r2", "2026-04-10T09:00")], refresh=False)
+        await eventually(lambda: _none(marked()), timeout=5)  # the next one, `max_delay` later
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def _none(count) -> bool:
+    return await count == 0

@@ -7,7 +7,7 @@ from cpts_events import registry as r
 from cpts_geo.communes import communes, departements
 from cpts_indicators.api.custom import regional_view
 from cpts_indicators.app import service
-from cpts_indicators.consumers import on_membership_changed, on_professional_registered
+from cpts_indicators.consumers import on_memberships_changed, on_professionals_registered
 from cpts_indicators.repository import registry_cpts
 from cpts_platform.auth import LocalIssuer
 from cpts_platform.testing import running_service, settings_for
@@ -44,10 +44,8 @@ async def registry_history(database, kit) -> None:
                       kit.paris("2026-02-02T09:00"))]
     await kit.apply(database, events + registered + changes)
     async with database.transaction() as session:  # what the `indicators.registry` consumer does
-        for event in registered:
-            await on_professional_registered(session, event)
-        for event in changes:
-            await on_membership_changed(session, event)
+        await on_professionals_registered(session, registered)
+        await on_memberships_changed(session, changes)
 
 
 async def test_every_cpts_of_the_region_with_the_share_covered_by_an_operating_one(database, kit):

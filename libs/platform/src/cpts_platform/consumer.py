@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import groupby
 from datetime import UTC, datetime
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Iterator, Mapping
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -88,6 +88,22 @@ _RECORD_PROCESSED_ARRAYS = sa.text(
     sa.bindparam("at", type_=sa.DateTime(timezone=True)))
 
 
+def rounds(fetched: Mapping[TopicPartition, list], size: int, held: Callable[[], set[TopicPartition]]
+           ) -> Iterator[dict[TopicPartition, list]]:
+    """The fetched records as rounds of at most `size` records a partition, each partition's in offset order;
+    the records of a partition no longer `held` when a round starts (a rebalance in between) are left to its
+    new owner."""
+    position = dict.fromkeys(fetched, 0)
+    while position:
+        assigned = held()
+        batch = {tp: fetched[tp][start:start + size] for tp, start in position.items() if tp in assigned}
+        if not batch:
+            return
+        yield batch
+        position = {tp: start + size for tp, start in position.items()
+                    if tp in batch and start + size < len(fetched[tp])}
+
+
 class EventConsumer:
     def __init__(self, *, service: str, group_id: str, topics_: list[str], handlers: Mapping[str, Handler],
                  database: Database, producer: AIOKafkaProducer, bootstrap_servers: KafkaConnection,
@@ -107,6 +123,8 @@ class EventConsumer:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._processed = database.tables.processed_event
+        self._lag: dict[TopicPartition, int] = {}
+        self._unapplied = 0  # records of the last fetch not applied yet
         p = self._processed
         self._recorded = upsert(database.dialect, p).on_conflict_do_nothing(
             index_elements=[p.c.event_id, p.c.consumer_group]).returning(p.c.event_id)
@@ -121,7 +139,6 @@ class EventConsumer:
             client_id=f"{self.service}-consumer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=self.batch_size,
             # A dead instance's partitions move to the others after this long without heartbeats.
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(self.session_timeout_ms // 6, 500),
@@ -130,7 +147,8 @@ class EventConsumer:
 
         class _Listener(ConsumerRebalanceListener):
             async def on_partitions_revoked(self, revoked):
-                pass
+                for tp in revoked:
+                    consumer._lag.pop(tp, None)
 
             async def on_partitions_assigned(self, assigned):
                 consumer.joined = True
@@ -152,6 +170,13 @@ class EventConsumer:
             await self._consumer.stop()
 
     @property
+    def behind(self) -> bool:
+        """Whether it is catching up with a backlog: more than a round of fetched events still to apply, or
+        events left on the broker behind its last commits (as far as the last fetches told the partitions'
+        end)."""
+        return self._unapplied > self.batch_size or any(self._lag.values())
+
+    @property
     def ready(self) -> bool:
         return self.joined and self._task is not None and not self._task.done()
 
@@ -159,44 +184,38 @@ class EventConsumer:
         assert self._consumer is not None
         while not self._stopping:
             try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                # Everything the client holds (what its last fetches brought, at most `max_partition_fetch_bytes`
+                # a partition): its buffers empty, it fetches the next records while these are applied,
+                # instead of after the last batch of them.
+                fetched = await self._consumer.getmany(timeout_ms=500)
             except KafkaError as exc:
                 log.warning("consumer_fetch_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            if not batches:
-                continue
-            if self._partitions_apart:
-                batches = await self._fetched_elsewhere(batches)
+            self._unapplied = sum(len(records) for records in fetched.values())
             try:
-                if len(batches) > 1 and self._partitions_apart:
-                    # While one partition's transaction waits for the database, another's is prepared.
-                    handled = (self._handle(tp, records) for tp, records in batches.items())
-                    outcomes = await asyncio.gather(*handled, return_exceptions=True)
-                    for outcome in outcomes:
-                        if isinstance(outcome, BaseException):
-                            raise outcome
-                else:
-                    for tp, records in batches.items():
-                        await self._handle(tp, records)
+                for batches in rounds(fetched, self.batch_size, self._consumer.assignment):
+                    if self._stopping:
+                        break
+                    await self._apply_round(batches)
+                    self._unapplied -= sum(len(records) for records in batches.values())
             except _Stopping:
                 return
-            await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            finally:
+                self._unapplied = 0
 
-    async def _fetched_elsewhere(self, batches: dict[TopicPartition, list]) -> dict[TopicPartition, list]:
-        """`batches` and what the other assigned partitions already hold, at most a batch each (no wait)."""
-        assert self._consumer is not None
-        others = self._consumer.assignment() - set(batches)
-        while others:
-            try:
-                more = await self._consumer.getmany(*others, timeout_ms=0, max_records=self.batch_size)
-            except KafkaError:
-                break
-            if not more:
-                break
-            batches.update(more)
-            others -= set(more)
-        return batches
+    async def _apply_round(self, batches: dict[TopicPartition, list]) -> None:
+        if len(batches) > 1 and self._partitions_apart:
+            # While one partition's transaction waits for the database, another's is prepared.
+            handled = (self._handle(tp, records) for tp, records in batches.items())
+            outcomes = await asyncio.gather(*handled, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        else:
+            for tp, records in batches.items():
+                await self._handle(tp, records)
+        await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -208,7 +227,8 @@ class EventConsumer:
         for tp, position in offsets.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+                self._lag[tp] = max(highwater - position, 0)
+                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(self._lag[tp])
 
     async def _handle(self, tp: TopicPartition, records: list) -> None:
         items: list[_Item] = []

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -141,7 +142,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=30,
-                                     connect_args={"timeout": 30})
+                                     connect_args={"timeout": 30}, json_deserializer=orjson.loads)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_connection, _record) -> None:
@@ -163,6 +164,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         return engine
     return create_async_engine(
         asyncpg_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5,
+        # JSON columns read back with orjson (several times faster than `json` on the facts and snapshots read
+        # in bulk); written with the default `json.dumps`.
+        json_deserializer=orjson.loads,
         # Custom plans: the queries filter on skewed values (slot status, map cells, a few days of slots) where a
         # generic plan, which PostgreSQL switches to after five runs of a prepared statement, reads far too much.
         connect_args={"timeout": 5, "command_timeout": 30,

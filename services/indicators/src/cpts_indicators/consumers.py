@@ -17,11 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from cpts_events import Event, topics
 from cpts_events.registry import MembershipChanged, ProfessionalDeactivated, ProfessionalRegistered
 from cpts_indicators.domain.facts import FACT_BUILDERS, Fact, deactivation_fact, facts_of
-from cpts_indicators.repository import (
-    count_registration,
-    latest_professional_attributes,
-    set_member,
-)
+from cpts_indicators.repository import count_registrations, latest_professional_attributes, set_members
 from cpts_indicators.snapshots import track_new_facts, write_pending_facts
 from cpts_platform.consumer import batch_handler, partitions_apart
 from cpts_platform.service import Subscription
@@ -47,16 +43,22 @@ async def record_facts(session: AsyncSession, events: list[Event]) -> None:
         track_new_facts(session, facts, now=datetime.now(UTC))
 
 
-async def on_professional_registered(session: AsyncSession, event: Event[ProfessionalRegistered]) -> None:
-    for cpts_id in event.payload.cpts_ids:
-        await count_registration(session, cpts_id=cpts_id, event_time=event.time)
-        await set_member(session, cpts_id=cpts_id, idnps=event.payload.idnps, status="adherent",
-                         event_time=event.time)
+@batch_handler
+async def on_professionals_registered(session: AsyncSession, events: list[Event[ProfessionalRegistered]]) -> None:
+    counts: dict[str, tuple[int, datetime]] = {}
+    for event in events:
+        for cpts_id in event.payload.cpts_ids:
+            n, latest = counts.get(cpts_id, (0, event.time))
+            counts[cpts_id] = (n + 1, max(latest, event.time))
+    await count_registrations(session, counts)
+    await set_members(session, [(cpts_id, event.payload.idnps, "adherent", event.time)
+                                for event in events for cpts_id in event.payload.cpts_ids])
 
 
-async def on_membership_changed(session: AsyncSession, event: Event[MembershipChanged]) -> None:
-    p = event.payload
-    await set_member(session, cpts_id=p.cpts_id, idnps=p.idnps, status=p.status, event_time=event.time)
+@batch_handler
+async def on_memberships_changed(session: AsyncSession, events: list[Event[MembershipChanged]]) -> None:
+    await set_members(session, [(event.payload.cpts_id, event.payload.idnps, event.payload.status, event.time)
+                                for event in events])
 
 
 SUBSCRIPTIONS = [
@@ -70,8 +72,8 @@ SUBSCRIPTIONS = [
         group_id="indicators.registry",
         topics=[topics.REGISTRY],
         handlers={
-            ProfessionalRegistered.__event_type__: on_professional_registered,
-            MembershipChanged.__event_type__: on_membership_changed,
+            ProfessionalRegistered.__event_type__: on_professionals_registered,
+            MembershipChanged.__event_type__: on_memberships_changed,
         },
     ),
 ]

@@ -104,32 +104,46 @@ pending_table: sa.Table = IndicatorPendingSnapshot.__table__  # type: ignore[ass
 TERRITORY_EVENTS = ("fr.cpts.registry.cpts.registered.v1", "fr.cpts.registry.cpts.territory.changed.v1")
 
 
-async def count_registration(session: AsyncSession, *, cpts_id: str, event_time: datetime) -> None:
-    """Add one professional to a CPTS's count, atomically (several consumers may count at once)."""
+async def count_registrations(session: AsyncSession, counts: dict[str, tuple[int, datetime]]) -> None:
+    """Add registrations to CPTS counts (CPTS id -> (number, time of the latest)), atomically and in CPTS order
+    (several consumers may count at once)."""
+    if not counts:
+        return
     table = CptsProfessionalCount.__table__
-    statement = upsert(session.bind.dialect.name, table).values(
-        cpts_id=cpts_id, professionals=1, last_event_time=event_time
-    )
+    dialect = session.bind.dialect.name
+    statement = upsert(dialect, table)
+    latest = sa.func.max if dialect == "sqlite" else sa.func.greatest
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.cpts_id],
-        set_={"professionals": table.c.professionals + 1,
-              "last_event_time": sa.func.max(table.c.last_event_time, statement.excluded.last_event_time)
-              if session.bind.dialect.name == "sqlite"
-              else sa.func.greatest(table.c.last_event_time, statement.excluded.last_event_time)},
-    )
-    await session.execute(statement)
+        set_={"professionals": table.c.professionals + statement.excluded.professionals,
+              "last_event_time": latest(table.c.last_event_time, statement.excluded.last_event_time)})
+    await session.execute(statement, [{"cpts_id": cpts_id, "professionals": n, "last_event_time": at}
+                                      for cpts_id, (n, at) in sorted(counts.items())])
 
 
-async def set_member(session: AsyncSession, *, cpts_id: str, idnps: str, status: str,
-                     event_time: datetime) -> None:
-    row = await session.get(CptsMember, (cpts_id, idnps))
-    if status == "left":
-        if row is not None:
-            await session.delete(row)
-        return
-    row = row or CptsMember(cpts_id=cpts_id, idnps=idnps, status=status, since=event_time)
-    row.status = status
-    session.add(row)
+async def set_members(session: AsyncSession, changes: Iterable[tuple[str, str, str, datetime]]) -> None:
+    """Apply membership changes (CPTS, IDNPS, status, time), in their order, in two statements: a member who
+    left is removed; one who joins again is a member since then; a status change keeps the date joined."""
+    state: dict[tuple[str, str], tuple[str, datetime] | None] = {}
+    left: set[tuple[str, str]] = set()
+    for cpts_id, idnps, status, at in changes:
+        key = (cpts_id, idnps)
+        if status == "left":
+            state[key] = None
+            left.add(key)
+            continue
+        before = state.get(key)
+        state[key] = (status, before[1] if before else at)
+    table = CptsMember.__table__
+    if left:
+        # Whatever was there before a departure is gone; what came after it is inserted below.
+        await session.execute(sa.delete(table).where(sa.tuple_(table.c.cpts_id, table.c.idnps).in_(sorted(left))))
+    rows = [{"cpts_id": cpts_id, "idnps": idnps, "status": status, "since": since}
+            for (cpts_id, idnps), kept in sorted(state.items()) if kept is not None for status, since in [kept]]
+    if rows:
+        statement = upsert(session.bind.dialect.name, table)
+        await session.execute(statement.on_conflict_do_update(
+            index_elements=[table.c.cpts_id, table.c.idnps], set_={"status": statement.excluded.status}), rows)
 
 
 async def professional_figures(session: AsyncSession, cpts_id: str) -> tuple[int, int, int, datetime | None]:

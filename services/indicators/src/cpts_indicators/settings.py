@@ -25,6 +25,11 @@ class Settings(ServiceSettings):
         description="Snapshots are recomputed by a worker of the service at most this often, for every CPTS "
                     "and period the events of the interval changed (marked in the consumer's transaction). "
                     "0: in the consumer's transaction itself, once per batch (slower ingestion).")
+    snapshot_max_delay_seconds: float = Field(
+        default=5.0, ge=0, le=300,
+        description="While the consumers catch up with a backlog (a burst of events, a replay), the snapshots "
+                    "are recomputed once it is caught up, or at the latest this long after the previous pass, "
+                    "rather than every interval (a pass recomputes each period from all its facts).")
     max_periods_per_request: int = Field(default=400, ge=1, le=5000,
                                          description="Most periods a series or an export may cover.")
 

@@ -60,7 +60,7 @@ from cpts_indicators.queries import evaluate
 from cpts_indicators.repository import facts_table, pending_table, snapshots_table, tables
 from cpts_indicators.settings import current_settings
 from cpts_platform.consumer import is_transient
-from cpts_platform.db import Database, upsert
+from cpts_platform.db import Database, one_of, upsert
 from cpts_platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -272,18 +272,25 @@ def write_snapshots(session: Session, computed: list[tuple[Target, list[Indicato
 
 
 async def snapshot_worker(database: Database, interval: float, *,
-                          clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                          clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                          backlog: Callable[[], bool] = lambda: False,
+                          max_delay: float = 5.0) -> None:
     """Every `interval` seconds, the pending snapshots; every `FINAL_SWEEP_SECONDS` and whenever the Paris day
     changes, the final snapshots of the periods that closed (run inside the service, next to the consumers).
 
-    The snapshots share the process with the consumers: when a pass takes long (a backlog being caught up, a
-    replay of the topics, where every pass recomputes the same periods), the next one waits long enough that
-    snapshots take at most `SNAPSHOT_SHARE` of the time, and the consumers the rest."""
+    A pass recomputes each pending period from all its facts, whatever the number of new ones. So while the
+    consumers catch up with a backlog (`backlog()`: a burst, a replay of the topics), passes wait until it is
+    caught up, or `max_delay` seconds after the previous one: the events of the backlog are then counted in a
+    few passes instead of one every `interval`. And when passes take long, the next one waits long enough
+    that snapshots take at most `SNAPSHOT_SHARE` of the time, and the consumers the rest."""
     swept: tuple[datetime, date] | None = None
     loop = asyncio.get_running_loop()
     spent = 0.0
     while True:
+        finished = loop.time()
         await asyncio.sleep(max(interval, spent * (1 - SNAPSHOT_SHARE) / SNAPSHOT_SHARE))
+        while backlog() and loop.time() - finished < max_delay:
+            await asyncio.sleep(min(interval, 0.1))
         started = loop.time()
         try:
             while await _refresh_round(database) >= 2000:
@@ -381,18 +388,25 @@ def _member_cpts(session: Session, subjects: set[str]) -> dict[str, set[str]]:
     return out
 
 
+@cache
+def _earlier_facts(dialect: str) -> sa.Select:
+    f = facts_table
+    # Entity and CPTS apart (an index range scan per list), the pairs kept by the caller; one statement
+    # whatever the lengths of the lists on PostgreSQL (arrays).
+    return sa.select(f.c.cpts_id, f.c.entity, f.c.event_time, f.c.ref_time).where(
+        one_of(dialect, f.c.cpts_id, "cpts_ids"), one_of(dialect, f.c.entity, "entities"))
+
+
 def _earlier_times(session: Session, facts: list[Fact]) -> dict[tuple[str, str], set[date]]:
     """The Paris days of the event and ref times of the facts already held about the same entities of the same
     CPTS."""
-    f = facts_table
     pairs = {(fact.cpts_id, fact.entity) for fact in facts
              if fact.entity is not None and fact.cpts_id != PROFESSIONAL_SCOPE}
     cpts_ids = sorted({cpts_id for cpts_id, _ in pairs})
+    statement = _earlier_facts(session.get_bind().dialect.name)
     out: dict[tuple[str, str], set[date]] = defaultdict(set)
     for chunk in _chunks(sorted({entity for _, entity in pairs})):
-        # Entity and CPTS apart (an index range scan per list), the pairs kept here.
-        rows = session.execute(sa.select(f.c.cpts_id, f.c.entity, f.c.event_time, f.c.ref_time)
-                               .where(f.c.cpts_id.in_(cpts_ids), f.c.entity.in_(chunk)))
+        rows = session.execute(statement, {"cpts_ids": cpts_ids, "entities": chunk})
         for cpts_id, entity, event_time, ref_time in rows:
             if (cpts_id, entity) in pairs:
                 days = out[(cpts_id, entity)]

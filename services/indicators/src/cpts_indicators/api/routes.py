@@ -49,7 +49,11 @@ def _start_snapshots(runtime: Runtime):
     the snapshot worker starts unless switched off."""
     configure(runtime.settings)
     interval = runtime.settings.snapshot_interval_seconds
-    return snapshot_worker(runtime.database, interval) if interval > 0 else None
+    if interval <= 0:
+        return None
+    return snapshot_worker(runtime.database, interval,
+                           backlog=lambda: any(consumer.behind for consumer in runtime.consumers),
+                           max_delay=runtime.settings.snapshot_max_delay_seconds)
 
 
 router = APIRouter(prefix="/indicators", tags=["indicateurs"])
