@@ -1,5 +1,6 @@
 """`one_of`: a list parameter that keeps one statement text whatever its length (an array on PostgreSQL), with
-the same rows as an IN on both databases; `create_app(freeze_heap=True)`: the started service's heap is frozen."""
+the same rows as an IN on both databases; `create_app(freeze_heap=True)`: the started service's heap is
+frozen, its youngest objects collected less often."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from cpts_platform.db import Database, add_platform_tables, one_of
+from cpts_platform.service import YOUNG_COLLECTION_THRESHOLD
 from cpts_platform.testing import running_service, settings_for
 from cpts_registry.app import service as registry
 
@@ -44,9 +46,12 @@ async def test_one_of_selects_the_listed_values_with_one_statement_text(database
 async def test_a_served_service_freezes_its_heap_once_started(tmp_path, kafka_broker, topic_prefix):
     settings = settings_for(registry, database_url=f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}",
                             kafka_broker=kafka_broker, topic_prefix=topic_prefix, var_dir=tmp_path)
+    threshold = gc.get_threshold()
     try:
         async with running_service(registry, settings, freeze_heap=True) as client:
             assert gc.get_freeze_count() > 10_000  # modules, the communes (loaded by the warm-up), the app
+            assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *threshold[1:])
             assert (await client.get("/healthz")).status_code == 200
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cpts_events import decode, encode, new_event, topics
 from cpts_events.registry import ProfessionalRegistered
@@ -15,8 +15,8 @@ from cpts_platform.consumer import (
     EventConsumer,
     PermanentEventError,
     batch_handler,
+    batches_of,
     partitions_apart,
-    rounds,
 )
 from cpts_platform.db import Database, add_platform_tables
 from cpts_platform.kafka import ensure_topics, new_producer, platform_topics
@@ -354,14 +354,11 @@ def test_at_debug_one_line_per_event_too(monkeypatch):
     assert logger.lines[0][1]["first_offset"] == 4 and logger.lines[0][1]["last_offset"] == 5
 
 
-def test_a_fetch_is_applied_in_rounds_of_a_batch_a_partition_and_not_past_a_revocation():
-    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
-    fetched = {a: list(range(7)), b: list(range(100, 103))}
-    assert list(rounds(fetched, 3, lambda: {a, b})) == [
-        {a: [0, 1, 2], b: [100, 101, 102]}, {a: [3, 4, 5]}, {a: [6]}]
-    held = [{a, b}, {b}]  # `a` is revoked after the first round: its other records are its new owner's
-    assert list(rounds(fetched, 2, lambda: held.pop(0) if held else set())) == [
-        {a: [0, 1], b: [100, 101]}, {b: [102]}]
+def test_a_fetch_is_applied_in_batches_and_not_past_a_revocation():
+    records = list(range(7))
+    assert list(batches_of(records, 3, lambda: True)) == [[0, 1, 2], [3, 4, 5], [6]]
+    held = [True, True]  # revoked after the second batch: the rest is the partition's new owner's
+    assert list(batches_of(records, 2, lambda: held.pop(0) if held else False)) == [[0, 1], [2, 3]]
 
 
 async def test_behind_while_a_backlog_is_caught_up_and_not_once_it_is(

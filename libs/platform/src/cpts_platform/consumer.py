@@ -88,20 +88,13 @@ _RECORD_PROCESSED_ARRAYS = sa.text(
     sa.bindparam("at", type_=sa.DateTime(timezone=True)))
 
 
-def rounds(fetched: Mapping[TopicPartition, list], size: int, held: Callable[[], set[TopicPartition]]
-           ) -> Iterator[dict[TopicPartition, list]]:
-    """The fetched records as rounds of at most `size` records a partition, each partition's in offset order;
-    the records of a partition no longer `held` when a round starts (a rebalance in between) are left to its
-    new owner."""
-    position = dict.fromkeys(fetched, 0)
-    while position:
-        assigned = held()
-        batch = {tp: fetched[tp][start:start + size] for tp, start in position.items() if tp in assigned}
-        if not batch:
+def batches_of(records: list, size: int, held: Callable[[], bool]) -> Iterator[list]:
+    """A partition's fetched records as batches of at most `size`, in offset order, while the partition is
+    still `held` when a batch starts (after a rebalance, the rest is its new owner's)."""
+    for start in range(0, len(records), size):
+        if not held():
             return
-        yield batch
-        position = {tp: start + size for tp, start in position.items()
-                    if tp in batch and start + size < len(fetched[tp])}
+        yield records[start:start + size]
 
 
 class EventConsumer:
@@ -194,28 +187,35 @@ class EventConsumer:
                 continue
             self._unapplied = sum(len(records) for records in fetched.values())
             try:
-                for batches in rounds(fetched, self.batch_size, self._consumer.assignment):
-                    if self._stopping:
-                        break
-                    await self._apply_round(batches)
-                    self._unapplied -= sum(len(records) for records in batches.values())
+                if len(fetched) > 1 and self._partitions_apart:
+                    # Each partition's batches in order, the partitions side by side: while one partition's
+                    # transaction waits for the database, another's is prepared.
+                    outcomes = await asyncio.gather(*(self._apply_partition(tp, records)
+                                                      for tp, records in fetched.items()), return_exceptions=True)
+                    for outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                else:
+                    for tp, records in fetched.items():
+                        await self._apply_partition(tp, records)
             except _Stopping:
                 return
             finally:
                 self._unapplied = 0
 
-    async def _apply_round(self, batches: dict[TopicPartition, list]) -> None:
-        if len(batches) > 1 and self._partitions_apart:
-            # While one partition's transaction waits for the database, another's is prepared.
-            handled = (self._handle(tp, records) for tp, records in batches.items())
-            outcomes = await asyncio.gather(*handled, return_exceptions=True)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-        else:
-            for tp, records in batches.items():
-                await self._handle(tp, records)
-        await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+    async def _apply_partition(self, tp: TopicPartition, records: list) -> None:
+        """Apply a partition's fetched records a batch at a time, each committed (effects and offset) before the
+        next one starts."""
+        assert self._consumer is not None
+        consumer = self._consumer
+
+        def held() -> bool:
+            return not self._stopping and tp in consumer.assignment()
+
+        for batch in batches_of(records, self.batch_size, held):
+            await self._handle(tp, batch)
+            await self._commit({tp: batch[-1].offset + 1})
+            self._unapplied -= len(batch)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -301,7 +301,6 @@ class EventConsumer:
         """Insert the processed ids of `items` but those already there; returns the ids inserted."""
         now = datetime.now(UTC)
         if self.database.dialect == "postgresql":
-            # The ids as one array parameter: one prepared statement whatever their number.
             return set((await session.execute(_RECORD_PROCESSED_ARRAYS, {
                 "ids": [item.event.id for item in items], "types": [item.event.type for item in items],
                 "group": self.group_id, "at": now})).scalars())
