@@ -165,15 +165,20 @@ def _before_commit(session: Session) -> None:
 
 def mark_pending(session: Session, targets: Iterable[Target]) -> None:
     """Record that the snapshots of `targets` must be recomputed (by `refresh_pending`, soon after)."""
-    p = pending_table
     now = datetime.now(UTC)
     rows = [{"cpts_id": c, "period": k.value, "period_key": per.key, "marked_at": now}
             for c, k, per in sorted(targets, key=lambda t: (t[0], t[1].value, t[2].first_day))]
+    statement = _mark(session.get_bind().dialect.name)
     for chunk in _chunks(rows):
-        statement = upsert(session.get_bind().dialect.name, p)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=[p.c.cpts_id, p.c.period, p.c.period_key],
-            set_={"marked_at": statement.excluded.marked_at}), chunk)
+        session.execute(statement, chunk)
+
+
+@cache
+def _mark(dialect: str) -> sa.Insert:
+    p = pending_table
+    statement = upsert(dialect, p)
+    return statement.on_conflict_do_update(index_elements=[p.c.cpts_id, p.c.period, p.c.period_key],
+                                           set_={"marked_at": statement.excluded.marked_at})
 
 
 async def refresh_pending(database: Database, *, threshold: int | None = None, limit: int = 2000) -> int:
