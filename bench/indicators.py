@@ -222,7 +222,7 @@ async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Pa
         try:
             started = await send_all(bootstrap, prefix, records)
             sent_s = time.perf_counter() - started
-            while (count := await processed(database, group)) < n:
+            while await processed(database, group) < n:
                 await asyncio.sleep(0.2)
             seconds = time.perf_counter() - started
             # The snapshots wait for the backlog to be caught up (`snapshot_worker`): when they all are sent.

@@ -138,8 +138,8 @@ async def set_members(session: AsyncSession, changes: Iterable[tuple[str, str, s
     if left:
         # Whatever was there before a departure is gone; what came after it is inserted below.
         await session.execute(sa.delete(table).where(sa.tuple_(table.c.cpts_id, table.c.idnps).in_(sorted(left))))
-    rows = [{"cpts_id": cpts_id, "idnps": idnps, "status": status, "since": since}
-            for (cpts_id, idnps), kept in sorted(state.items()) if kept is not None for status, since in [kept]]
+    rows = [{"cpts_id": cpts_id, "idnps": idnps, "status": kept[0], "since": kept[1]}
+            for (cpts_id, idnps), kept in sorted(state.items()) if kept is not None]
     if rows:
         statement = upsert(session.bind.dialect.name, table)
         await session.execute(statement.on_conflict_do_update(

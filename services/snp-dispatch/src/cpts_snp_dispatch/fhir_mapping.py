@@ -173,8 +173,6 @@ def slot_status(row: Any, now: datetime) -> str:
     return "busy-tentative" if row.held_until is not None and row.held_until > now else "free"
 
 
-
-
 @lru_cache(maxsize=256)
 def _slot_constants(cpts_variant: bool, visibility: tuple[str, ...], service_type: str, appointment_type: str,
                     specialty: str | None) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None,
