@@ -148,7 +148,8 @@ async def test_while_the_consumers_catch_up_with_a_backlog_the_worker_waits_at_m
         assert await marked() == 1 and not await snapshots(kit, database)
         backlog[0] = False  # caught up: the pass follows at once
         await eventually(lambda: _none(marked()), timeout=5)
-        assert {s["period_key"] for s in await snapshots(kit, database)} == {"2026-03"}
+        # (the same pass's final sweep may also send the closed months after it)
+        assert "2026-03" in {s["period_key"] for s in await snapshots(kit, database)}
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
