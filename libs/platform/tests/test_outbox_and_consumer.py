@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +16,8 @@ from cpts_platform.consumer import (
     EventConsumer,
     PermanentEventError,
     batch_handler,
-    batches_of,
     partitions_apart,
+    take,
 )
 from cpts_platform.db import Database, add_platform_tables
 from cpts_platform.kafka import ensure_topics, new_producer, platform_topics
@@ -354,11 +355,10 @@ def test_at_debug_one_line_per_event_too(monkeypatch):
     assert logger.lines[0][1]["first_offset"] == 4 and logger.lines[0][1]["last_offset"] == 5
 
 
-def test_a_fetch_is_applied_in_batches_and_not_past_a_revocation():
-    records = list(range(7))
-    assert list(batches_of(records, 3, lambda: True)) == [[0, 1, 2], [3, 4, 5], [6]]
-    held = [True, True]  # revoked after the second batch: the rest is the partition's new owner's
-    assert list(batches_of(records, 2, lambda: held.pop(0) if held else False)) == [[0, 1], [2, 3]]
+def test_a_partitions_records_are_taken_in_batches_in_offset_order():
+    records = deque(range(7))
+    assert [take(records, 3) for _ in range(3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert not records and take(records, 3) == []
 
 
 async def test_behind_while_a_backlog_is_caught_up_and_not_once_it_is(

@@ -7,10 +7,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections import deque
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from itertools import groupby
 from datetime import UTC, datetime
-from typing import Awaitable, Callable, Iterator, Mapping
+from typing import Awaitable, Callable, Mapping
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -88,19 +90,23 @@ _RECORD_PROCESSED_ARRAYS = sa.text(
     sa.bindparam("at", type_=sa.DateTime(timezone=True)))
 
 
-def batches_of(records: list, size: int, held: Callable[[], bool]) -> Iterator[list]:
-    """A partition's fetched records as batches of at most `size`, in offset order, while the partition is
-    still `held` when a batch starts (after a rebalance, the rest is its new owner's)."""
-    for start in range(0, len(records), size):
-        if not held():
-            return
-        yield records[start:start + size]
+@dataclass
+class _Partition:
+    """A partition's fetched records not applied yet, in offset order, and the task applying them."""
+    records: deque = field(default_factory=deque)
+    worker: asyncio.Task | None = None
+
+
+def take(records: deque, size: int) -> list:
+    """The next batch: at most `size` records from the left of `records`."""
+    return [records.popleft() for _ in range(min(size, len(records)))]
 
 
 class EventConsumer:
     def __init__(self, *, service: str, group_id: str, topics_: list[str], handlers: Mapping[str, Handler],
                  database: Database, producer: AIOKafkaProducer, bootstrap_servers: KafkaConnection,
-                 batch_size: int = 500, max_attempts: int = 3, session_timeout_ms: int = 6000) -> None:
+                 batch_size: int = 500, max_attempts: int = 3, session_timeout_ms: int = 6000,
+                 fetch_max_wait_ms: int = 100) -> None:
         self.service = service
         self.group_id = group_id
         self.topics = topics_
@@ -111,19 +117,25 @@ class EventConsumer:
         self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.session_timeout_ms = session_timeout_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.joined = False
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._processed = database.tables.processed_event
         self._lag: dict[TopicPartition, int] = {}
-        self._unapplied = 0  # records of the last fetch not applied yet
+        self._unapplied = 0  # records fetched and not applied yet
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        # A partition holding this many fetched records is paused (not fetched) until its worker catches up.
+        self._queue_limit = 4 * batch_size
+        self._failure: BaseException | None = None
         p = self._processed
         self._recorded = upsert(database.dialect, p).on_conflict_do_nothing(
             index_elements=[p.c.event_id, p.c.consumer_group]).returning(p.c.event_id)
         # Batches of several partitions applied at once: PostgreSQL only, and only if every handler allows it.
         self._partitions_apart = database.dialect == "postgresql" and all(
             getattr(handler, "partitions_apart", False) for handler in self.handlers.values())
+        self._serial = nullcontext() if self._partitions_apart else asyncio.Lock()
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -135,6 +147,7 @@ class EventConsumer:
             # A dead instance's partitions move to the others after this long without heartbeats.
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(self.session_timeout_ms // 6, 500),
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
         consumer = self
 
@@ -142,6 +155,7 @@ class EventConsumer:
             async def on_partitions_revoked(self, revoked):
                 for tp in revoked:
                     consumer._lag.pop(tp, None)
+                await consumer._release(revoked)
 
             async def on_partitions_assigned(self, assigned):
                 consumer.joined = True
@@ -174,48 +188,83 @@ class EventConsumer:
         return self.joined and self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
+        """Fetch, and hand each partition's records to that partition's worker: the partitions are applied
+        apart (side by side with `partitions_apart`, else one batch at a time), each in offset order, and the
+        next records are fetched meanwhile; a partition whose worker is `_queue_limit` records behind is
+        paused until it catches up."""
         assert self._consumer is not None
-        while not self._stopping:
-            try:
-                # Everything the client holds (what its last fetches brought, at most `max_partition_fetch_bytes`
-                # a partition): its buffers empty, it fetches the next records while these are applied,
-                # instead of after the last batch of them.
-                fetched = await self._consumer.getmany(timeout_ms=500)
-            except KafkaError as exc:
-                log.warning("consumer_fetch_failed", error_type=type(exc).__name__)
-                await asyncio.sleep(1.0)
-                continue
-            self._unapplied = sum(len(records) for records in fetched.values())
-            try:
-                if len(fetched) > 1 and self._partitions_apart:
-                    # Each partition's batches in order, the partitions side by side: while one partition's
-                    # transaction waits for the database, another's is prepared.
-                    outcomes = await asyncio.gather(*(self._apply_partition(tp, records)
-                                                      for tp, records in fetched.items()), return_exceptions=True)
-                    for outcome in outcomes:
-                        if isinstance(outcome, BaseException):
-                            raise outcome
-                else:
-                    for tp, records in fetched.items():
-                        await self._apply_partition(tp, records)
-            except _Stopping:
-                return
-            finally:
-                self._unapplied = 0
+        try:
+            while not self._stopping:
+                try:
+                    # Everything the client holds: its buffers empty, it fetches the next records at once.
+                    fetched = await self._consumer.getmany(timeout_ms=500)
+                except KafkaError as exc:
+                    log.warning("consumer_fetch_failed", error_type=type(exc).__name__)
+                    await asyncio.sleep(1.0)
+                    continue
+                for tp, records in fetched.items():
+                    self._queue(tp, records)
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            # The batches in hand finish (each worker stops after its batch once stopping or failed).
+            self._stopping = True
+            workers = [p.worker for p in self._partitions.values() if p.worker is not None]
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _apply_partition(self, tp: TopicPartition, records: list) -> None:
-        """Apply a partition's fetched records a batch at a time, each committed (effects and offset) before the
-        next one starts."""
+    def _queue(self, tp: TopicPartition, records: list) -> None:
+        assert self._consumer is not None
+        partition = self._partitions.get(tp)
+        if partition is None:
+            partition = self._partitions[tp] = _Partition()
+        partition.records.extend(records)
+        self._unapplied += len(records)
+        if len(partition.records) >= self._queue_limit:
+            self._consumer.pause(tp)
+        if partition.worker is None or partition.worker.done():
+            partition.worker = asyncio.create_task(self._work(tp, partition),
+                                                   name=f"consumer-{self.group_id}-{tp.topic}-{tp.partition}")
+
+    async def _work(self, tp: TopicPartition, partition: _Partition) -> None:
+        """Apply a partition's records a batch at a time, each committed (effects, then offset) before the
+        next one starts, while the partition is still this consumer's (after a rebalance the rest is its new
+        owner's)."""
         assert self._consumer is not None
         consumer = self._consumer
+        records = partition.records
+        try:
+            while records and not self._stopping and self._partitions.get(tp) is partition:
+                batch = take(records, self.batch_size)
+                try:
+                    async with self._serial:
+                        await self._handle(tp, batch)
+                        await self._commit({tp: batch[-1].offset + 1})
+                finally:
+                    self._unapplied -= len(batch)
+                if len(records) < self._queue_limit and tp in consumer.paused():
+                    consumer.resume(tp)
+        except _Stopping:
+            return
+        except Exception as exc:
+            # What `_handle` could not isolate (the database refusing every write, say): the consumer stops.
+            self._failure = exc
+            self._stopping = True
 
-        def held() -> bool:
-            return not self._stopping and tp in consumer.assignment()
-
-        for batch in batches_of(records, self.batch_size, held):
-            await self._handle(tp, batch)
-            await self._commit({tp: batch[-1].offset + 1})
-            self._unapplied -= len(batch)
+    async def _release(self, revoked: list[TopicPartition]) -> None:
+        """Partitions taken away by a rebalance: their fetched records are left to the new owner; the batch in
+        hand commits first (at most half the session timeout is waited for)."""
+        workers = []
+        for tp in revoked:
+            partition = self._partitions.pop(tp, None)
+            if partition is None:
+                continue
+            self._unapplied -= len(partition.records)
+            partition.records.clear()
+            if partition.worker is not None and not partition.worker.done():
+                workers.append(partition.worker)
+        if workers:
+            await asyncio.wait(workers, timeout=self.session_timeout_ms / 2000)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None

@@ -93,6 +93,7 @@ class Runtime:
                 bootstrap_servers=settings, batch_size=settings.consumer_batch_size,
                 max_attempts=settings.consumer_max_attempts,
                 session_timeout_ms=settings.consumer_session_timeout_ms,
+                fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             )
             for s in definition.subscriptions
         ]

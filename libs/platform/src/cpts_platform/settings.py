@@ -135,6 +135,11 @@ class ServiceSettings(KafkaClientSettings):
     consumer_batch_size: int = 500
     consumer_max_attempts: int = 3
     consumer_session_timeout_ms: int = 6000
+    consumer_fetch_max_wait_ms: int = Field(
+        default=100, ge=0,
+        description="Longest a fetch waits on the broker for new events: the worst delay before an event that "
+                    "arrives on an idle partition is read when the broker answers a waiting fetch only at "
+                    "this limit. An idle consumer sends about 1000/this fetches a second.")
     topic_partitions: int = 3
     topic_replication_factor: int = 1
 
