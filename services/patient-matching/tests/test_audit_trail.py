@@ -32,6 +32,14 @@ async def test_an_unknown_declared_purpose_is_refused_before_anything_is_served(
     assert declared.status_code == 200
     assert [a[1:] for a in await m.audit(pid)] == [("create", "enrolment (guichet)"),
                                                    ("read", "follow-up [patient-request]")]
+    # The purpose parameter of the record's route: one of the same list, never free text (a patient's name...).
+    free = await m.client.get(f"/cpts/{m.cpts}/patients/{pid}", params={"purpose": "appel de M. Durand"},
+                              headers=m.secretary)
+    assert free.status_code == 422 and free.json()["errors"][0]["field"] == "purpose"
+    quality = await m.client.get(f"/cpts/{m.cpts}/patients/{pid}", params={"purpose": "quality"},
+                                 headers=m.secretary)
+    assert quality.status_code == 200
+    assert [a[1:] for a in await m.audit(pid)][-1] == ("read", "quality")
 
 
 async def test_admins_query_the_trail_by_record_and_subject_and_nobody_rewrites_it(matching):

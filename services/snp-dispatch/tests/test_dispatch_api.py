@@ -247,6 +247,12 @@ async def test_withdrawing_a_booked_slot_cancels_its_appointment_with_an_event(d
     request = await d.client.get(f"/care-requests/{request_id}", headers=d.regulator)
     assert request.json()["status"] == "open"
     assert (await d.events())[-2:] == ["fr.cpts.snp.appointment.cancelled.v1", "fr.cpts.snp.slot.withdrawn.v1"]
+    async with d.database.sessions() as session:
+        lines = (await session.execute(sa.text(
+            "SELECT action, purpose, subject FROM audit_log WHERE record_id = :r ORDER BY id"),
+            {"r": appointment["appointment_id"]})).all()
+    # The professional's withdrawal cancelled the appointment: a write on it, in its audit trail.
+    assert ("cancel", "slot withdrawn", "professional-user") in [tuple(line) for line in lines]
 
 
 async def test_en_sus_when_nothing_is_free_counts_against_the_weekly_cap(dispatch):
@@ -281,13 +287,17 @@ async def test_a_request_with_no_slot_is_closed_with_an_orientation_and_reads_ar
     bad = await d.client.post(f"/care-requests/{request_id}/close", json={"orientation": "moon", "reason": "other"},
                               headers=d.regulator)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "orientation"
-    await d.client.get(f"/care-requests/{request_id}", headers=d.regulator, params={"purpose": "callback"})
+    await d.client.get(f"/care-requests/{request_id}", headers=d.regulator, params={"purpose": "care"})
+    # Free text could name the patient: refused, naming the parameter, and nothing read nor traced.
+    free = await d.client.get(f"/care-requests/{request_id}", headers=d.regulator,
+                              params={"purpose": "rappel de Mme Martin"})
+    assert free.status_code == 422 and free.json()["errors"][0]["field"] == "purpose"
     async with d.database.sessions() as session:
         lines = (await session.execute(sa.text(
             "SELECT action, purpose, subject FROM audit_log WHERE record_id = :r ORDER BY id"),
             {"r": request_id})).all()
     assert [(a, p) for a, p, _ in lines] == [("create", "intake"), ("read", "close without slot"),
                                              ("close", "close without slot"), ("read", "close without slot"),
-                                             ("read", "callback")]
+                                             ("read", "care")]
     assert all(s == "regulator-user" for _, _, s in lines)
     assert "fr.cpts.snp.care_request.closed_without_slot.v1" in await d.events()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -44,6 +44,9 @@ DECLARED_PURPOSES = frozenset({
     "support",           # technical support on a user's request
     "audit",             # review of the audit trail itself
 })
+
+# For a route taking the purpose as a parameter: one of the same list, never free text (which could name a patient).
+DeclaredPurpose = Literal[tuple(sorted(DECLARED_PURPOSES))]  # type: ignore[valid-type]
 
 _declared: ContextVar[str | None] = ContextVar("declared_purpose", default=None)
 

@@ -36,6 +36,8 @@ from cpts_events.snp_dispatch import (
     SlotWithdrawn,
 )
 from cpts_geo import communes
+from cpts_platform import audit
+from cpts_platform.auth import Principal
 from cpts_platform.db import Database
 from cpts_platform.outbox import add_events
 from cpts_snp_dispatch.domain.cells import cell_of
@@ -168,8 +170,11 @@ async def _refuse_overlaps(session: AsyncSession, idnps: str, items: list[SlotSp
                                   other_slot_id=slot_id)
 
 
-async def withdraw_slot(*, database: Database, by: str, slot_id: str, now: datetime | None = None) -> SlotRow:
-    """Withdraw a slot. A booked slot does not vanish silently: its appointment is cancelled, with its event."""
+async def withdraw_slot(*, database: Database, by: str, slot_id: str, now: datetime | None = None,
+                        principal: Principal | None = None) -> SlotRow:
+    """Withdraw a slot. A booked slot does not vanish silently: its appointment is cancelled, with its event,
+    and (with `principal`, the user withdrawing) the cancellation is in the audit trail of the appointment,
+    in the same transaction."""
     now = now or _now()
     async with database.transaction() as session:
         slot = await _slot(session, slot_id, lock=True)
@@ -184,6 +189,9 @@ async def withdraw_slot(*, database: Database, by: str, slot_id: str, now: datet
             if appointment is not None:
                 had_appointment = True
                 events.append(await _cancel(session, appointment, professional, reason="slot_withdrawn", now=now))
+                if principal is not None:
+                    await audit.record(session, principal, action="cancel", record_type="appointment",
+                                       record_id=appointment.appointment_id, purpose="slot withdrawn")
         slot.status, slot.held_until, slot.hold_id, slot.hold_request_id = "withdrawn", None, None, None
         slot.updated_at = now
         session.add(slot)

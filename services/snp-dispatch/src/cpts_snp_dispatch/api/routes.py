@@ -176,7 +176,8 @@ async def _managed_slot(database: Database, principal: Principal, slot_id: str) 
               summary="Retirer un créneau ; s'il était réservé, le rendez-vous est annulé (et notifié).")
 async def withdraw(slot_id: str, principal: SlotManager, database: DatabaseDep) -> SlotPublic:
     await _managed_slot(database, principal, slot_id)
-    row = await handlers.withdraw_slot(database=database, by=principal.subject, slot_id=slot_id)
+    row = await handlers.withdraw_slot(database=database, by=principal.subject, slot_id=slot_id,
+                                       principal=principal)
     return queries.slot_public(row, _now())
 
 
@@ -312,7 +313,9 @@ async def create_care_request(body: CareRequestIn, principal: Dispatcher, databa
 
 @care_requests.get("/{request_id}", response_model=CareRequestPublic, summary="Une demande de soins (tracé).")
 async def read_care_request(request_id: str, principal: Dispatcher, database: DatabaseDep,
-                            purpose: Annotated[str, Query(max_length=100)] = "follow-up") -> CareRequestPublic:
+                            purpose: Annotated[audit.DeclaredPurpose, Query(
+                           description="Finalité de la lecture, tracée : une de la liste (pas de texte libre).")
+                       ] = "follow-up") -> CareRequestPublic:
     return _request_public(await _request_for(database, principal, request_id, purpose=purpose))
 
 
