@@ -390,3 +390,77 @@ async def test_behind_while_a_backlog_is_caught_up_and_not_once_it_is(
 
 async def _false(value: bool) -> bool:
     return not value
+
+
+async def test_a_partition_far_behind_is_paused_until_its_worker_catches_up_and_kept_in_order(
+        database, producer, kafka_broker, topic_prefix):
+    """A partition whose worker holds four batches not applied is not fetched until the worker catches up (its
+    memory stays bounded); its events are still applied once each, in offset order."""
+    topic = topic_prefix + topics.REGISTRY
+    events = [new_event(registered(i), source="/t") for i in range(120)]
+    for event in events:
+        record = encode(event)
+        # One key: one partition.
+        await (await producer.send(topic, value=record.value, key=b"same", headers=record.headers))
+    applied: list[str] = []
+    paused: list[bool] = []
+
+    @batch_handler
+    async def handler(session, batch):
+        paused.append(bool(consumer._consumer.paused()))
+        applied.extend(e.payload.idnps for e in batch)
+        await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in batch])
+
+    consumer = consumer_for(database, producer, kafka_broker, topic_prefix, handler, batch_size=5)
+    await consumer.start()
+    try:
+        await eventually(lambda: _equals(count_effects(database), 120))
+        await eventually(lambda: _false(consumer.behind))
+        assert not consumer._consumer.paused()
+    finally:
+        await consumer.stop()
+    assert applied == [e.payload.idnps for e in events]
+    assert paused[0] and not paused[-1]
+
+
+async def test_a_second_instance_takes_partitions_over_and_every_event_is_applied_once(
+        database, producer, kafka_broker, topic_prefix):
+    """Two instances of a group: the second joins while the first applies a backlog; the partitions it takes
+    are left by the first after its batch in hand, and every event is applied once."""
+    topic = topic_prefix + topics.REGISTRY
+    events = [new_event(registered(i), source="/t") for i in range(300)]
+    for event in events:
+        await send_raw(producer, topic, encode(event))
+    group = f"test-{uuid.uuid4().hex[:6]}"
+    applied_by: dict[str, list[str]] = {"first": [], "second": []}
+
+    def make(name: str) -> EventConsumer:
+        @partitions_apart
+        @batch_handler
+        async def handler(session, batch):
+            await asyncio.sleep(0.05)  # a backlog that takes a while
+            applied_by[name].extend(e.payload.idnps for e in batch)
+            await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in batch])
+
+        return EventConsumer(service="test", group_id=group, topics_=[topic],
+                             handlers={ProfessionalRegistered.__event_type__: handler}, database=database,
+                             producer=producer, bootstrap_servers=kafka_broker, batch_size=5)
+
+    first, second = make("first"), make("second")
+    await first.start()
+    try:
+        await eventually(lambda: _at_least(count_effects(database), 20))
+        await second.start()
+        await eventually(lambda: _equals(count_effects(database), 300), timeout=60)
+        await asyncio.sleep(0.5)
+    finally:
+        await second.stop()
+        await first.stop()
+    async with database.sessions() as session:
+        idnps = (await session.execute(sa.select(effects.c.idnps))).scalars().all()
+    assert len(idnps) == len(set(idnps)) == 300
+    assert applied_by["second"], "the second instance got no partition"
+
+
+async def _at_least(awaitable, expected: int) -> bool:
+    return (await awaitable) >= expected
