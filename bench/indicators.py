@@ -41,9 +41,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY as METRICS
 
 from cpts_events import encode, new_event, topics
 from cpts_events import registry as r
+from cpts_events.registry import ProfessionalRegistered
 from cpts_events import snp_dispatch as s
 from cpts_indicators.app import service
 from cpts_indicators.domain.periods import PeriodKind, period_of
@@ -208,6 +210,21 @@ async def pending_snapshots(database: Database) -> int:
         return (await session.execute(sa.text("SELECT count(*) FROM indicator_pending_snapshot"))).scalar_one()
 
 
+def consumed(prefix: str) -> float:
+    """Events the in-process service's consumers applied so far on the bench's topics (their effects
+    committed): read from its metrics, which costs the database nothing, unlike counting rows."""
+    return sum(METRICS.get_sample_value("cpts_events_consumed_total",
+                                        {"service": service.name, "topic": prefix + t}) or 0.0
+               for t in (topics.REGISTRY, topics.SNP_DISPATCH))
+
+
+def applications(records) -> int:
+    """What applying `records` adds to `consumed`: every event by the facts group, and the professionals'
+    registrations once more by the registry read model's group."""
+    registered = ProfessionalRegistered.__event_type__.encode()
+    return len(records) + sum(1 for rec in records if dict(rec.headers).get("ce_type") == registered)
+
+
 async def outbox_rows(database: Database) -> int:
     async with database.sessions() as session:
         return (await session.execute(sa.text("SELECT count(*) FROM outbox_event"))).scalar_one()
@@ -236,11 +253,15 @@ async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Pa
                 while await processed(database, group) < warmed or await pending_snapshots(database):
                     await asyncio.sleep(0.05)
             outbox_before = await outbox_rows(database)
+            target = consumed(prefix) + applications(records)
             started = await send_all(bootstrap, prefix, records)
             sent_s = time.perf_counter() - started
-            while await processed(database, group) < warmed + n:
-                await asyncio.sleep(0.05)
+            while consumed(prefix) < target:
+                await asyncio.sleep(0.01)
             seconds = time.perf_counter() - started
+            applied = await processed(database, group)
+            if applied != warmed + n:
+                raise RuntimeError(f"{applied} events applied, {warmed + n} sent")
             # The snapshots wait for the backlog to be caught up (`snapshot_worker`): when they all are sent.
             while await pending_snapshots(database):
                 await asyncio.sleep(0.05)
