@@ -47,6 +47,8 @@ DECLARED_PURPOSES = frozenset({
 
 # For a route taking the purpose as a parameter: one of the same list, never free text (which could name a patient).
 DeclaredPurpose = Literal[tuple(sorted(DECLARED_PURPOSES))]  # type: ignore[valid-type]
+PurposeParameter = Annotated[DeclaredPurpose, Query(
+    description="Finalité de la lecture, tracée : une de la liste (pas de texte libre).")]
 
 _declared: ContextVar[str | None] = ContextVar("declared_purpose", default=None)
 

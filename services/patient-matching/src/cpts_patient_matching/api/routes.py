@@ -189,9 +189,7 @@ async def list_patients(cpts_id: CptsId, principal: Guichet, database: DatabaseD
 
 @patients.get("/patients/{patient_id}", response_model=PatientPublic, summary="Un dossier patient (tracé).")
 async def read_patient(cpts_id: CptsId, patient_id: str, principal: Guichet, database: DatabaseDep,
-                       runtime: RuntimeDep, purpose: Annotated[audit.DeclaredPurpose, Query(
-                           description="Finalité de la lecture, tracée : une de la liste (pas de texte libre).")
-                       ] = "follow-up"
+                       runtime: RuntimeDep, purpose: audit.PurposeParameter = "follow-up"
                        ) -> PatientPublic:
     return await _read_patient(database, principal, cpts_id, patient_id, settings=_settings(runtime),
                                purpose=purpose)

@@ -313,9 +313,7 @@ async def create_care_request(body: CareRequestIn, principal: Dispatcher, databa
 
 @care_requests.get("/{request_id}", response_model=CareRequestPublic, summary="Une demande de soins (tracé).")
 async def read_care_request(request_id: str, principal: Dispatcher, database: DatabaseDep,
-                            purpose: Annotated[audit.DeclaredPurpose, Query(
-                           description="Finalité de la lecture, tracée : une de la liste (pas de texte libre).")
-                       ] = "follow-up") -> CareRequestPublic:
+                            purpose: audit.PurposeParameter = "follow-up") -> CareRequestPublic:
     return _request_public(await _request_for(database, principal, request_id, purpose=purpose))
 
 
