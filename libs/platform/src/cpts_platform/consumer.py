@@ -124,7 +124,6 @@ class EventConsumer:
         self._stopping = False
         self._processed = database.tables.processed_event
         self._lag: dict[TopicPartition, int] = {}
-        self._unapplied = 0  # records fetched and not applied yet
         self._partitions: dict[TopicPartition, _Partition] = {}
         # A partition holding this many fetched records is paused (not fetched) until its worker catches up.
         self._queue_limit = 4 * batch_size
@@ -178,10 +177,10 @@ class EventConsumer:
 
     @property
     def behind(self) -> bool:
-        """Whether it is catching up with a backlog: more than a round of fetched events still to apply, or
-        events left on the broker behind its last commits (as far as the last fetches told the partitions'
-        end)."""
-        return self._unapplied > self.batch_size or any(self._lag.values())
+        """Whether it is catching up with a backlog: more than a batch of fetched events waiting, or events left
+        on the broker behind its last commits (as far as the last fetches told the partitions' end)."""
+        waiting = sum(len(partition.records) for partition in self._partitions.values())
+        return waiting > self.batch_size or any(self._lag.values())
 
     @property
     def ready(self) -> bool:
@@ -219,7 +218,6 @@ class EventConsumer:
         if partition is None:
             partition = self._partitions[tp] = _Partition()
         partition.records.extend(records)
-        self._unapplied += len(records)
         if len(partition.records) >= self._queue_limit:
             self._consumer.pause(tp)
         if partition.worker is None or partition.worker.done():
@@ -236,12 +234,9 @@ class EventConsumer:
         try:
             while records and not self._stopping and self._partitions.get(tp) is partition:
                 batch = take(records, self.batch_size)
-                try:
-                    async with self._serial:
-                        await self._handle(tp, batch)
-                        await self._commit({tp: batch[-1].offset + 1})
-                finally:
-                    self._unapplied -= len(batch)
+                async with self._serial:
+                    await self._handle(tp, batch)
+                    await self._commit({tp: batch[-1].offset + 1})
                 if len(records) < self._queue_limit and tp in consumer.paused():
                     consumer.resume(tp)
         except _Stopping:
@@ -259,7 +254,6 @@ class EventConsumer:
             partition = self._partitions.pop(tp, None)
             if partition is None:
                 continue
-            self._unapplied -= len(partition.records)
             partition.records.clear()
             if partition.worker is not None and not partition.worker.done():
                 workers.append(partition.worker)
