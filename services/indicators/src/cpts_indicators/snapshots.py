@@ -395,11 +395,17 @@ def _member_cpts(session: Session, subjects: set[str]) -> dict[str, set[str]]:
     return out
 
 
+_EARLIER_FACTS_BY_PAIRS = sa.text(
+    f"SELECT f.cpts_id, f.entity, f.event_time, f.ref_time FROM {facts_table.name} AS f "
+    "JOIN unnest(CAST(:cpts_ids AS text[]), CAST(:entities AS text[])) AS p(cpts_id, entity) "
+    "ON f.cpts_id = p.cpts_id AND f.entity = p.entity"
+).columns(sa.column("cpts_id"), sa.column("entity"), facts_table.c.event_time, facts_table.c.ref_time)
+
+
 @cache
 def _earlier_facts(dialect: str) -> sa.Select:
     f = facts_table
-    # Entity and CPTS apart (an index range scan per list), the pairs kept by the caller; one statement
-    # whatever the lengths of the lists on PostgreSQL (arrays).
+    # Entity and CPTS apart (an index range scan per list), the pairs kept by the caller.
     return sa.select(f.c.cpts_id, f.c.entity, f.c.event_time, f.c.ref_time).where(
         one_of(dialect, f.c.cpts_id, "cpts_ids"), one_of(dialect, f.c.entity, "entities"))
 
@@ -407,15 +413,23 @@ def _earlier_facts(dialect: str) -> sa.Select:
 def _earlier_times(session: Session, facts: list[Fact]) -> dict[tuple[str, str], set[date]]:
     """The Paris days of the event and ref times of the facts already held about the same entities of the same
     CPTS."""
-    pairs = {(fact.cpts_id, fact.entity) for fact in facts
-             if fact.entity is not None and fact.cpts_id != PROFESSIONAL_SCOPE}
-    cpts_ids = sorted({cpts_id for cpts_id, _ in pairs})
-    statement = _earlier_facts(session.get_bind().dialect.name)
+    pairs = sorted({(fact.cpts_id, fact.entity) for fact in facts
+                    if fact.entity is not None and fact.cpts_id != PROFESSIONAL_SCOPE})
     out: dict[tuple[str, str], set[date]] = defaultdict(set)
-    for chunk in _chunks(sorted({entity for _, entity in pairs})):
-        rows = session.execute(statement, {"cpts_ids": cpts_ids, "entities": chunk})
+    if session.get_bind().dialect.name == "postgresql":
+        # One index lookup per (CPTS, entity) pair, the pairs as two arrays: one statement, one plan.
+        results = [session.execute(_EARLIER_FACTS_BY_PAIRS, {"cpts_ids": [c for c, _ in chunk],
+                                                             "entities": [e for _, e in chunk]}).all()
+                   for chunk in _chunks(pairs, 5000)]
+    else:
+        cpts_ids = sorted({cpts_id for cpts_id, _ in pairs})
+        statement = _earlier_facts(session.get_bind().dialect.name)
+        results = [session.execute(statement, {"cpts_ids": cpts_ids, "entities": chunk}).all()
+                   for chunk in _chunks(sorted({entity for _, entity in pairs}))]
+    wanted = set(pairs)
+    for rows in results:
         for cpts_id, entity, event_time, ref_time in rows:
-            if (cpts_id, entity) in pairs:
+            if (cpts_id, entity) in wanted:
                 days = out[(cpts_id, entity)]
                 days.add(local_day(event_time))
                 if ref_time is not None:
