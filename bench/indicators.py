@@ -41,7 +41,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import REGISTRY as METRICS
 
 from cpts_events import encode, new_event, topics
 from cpts_events import registry as r
@@ -54,6 +53,7 @@ from cpts_platform.db import Database
 from cpts_platform.dev.broker import LocalBroker, free_port
 from cpts_platform.kafka import ensure_topics, new_producer
 from cpts_platform.logging import configure_logging
+from cpts_platform.metrics import EVENTS_CONSUMED
 from cpts_platform.testing import (
     create_postgres_database,
     drop_postgres_database,
@@ -61,6 +61,7 @@ from cpts_platform.testing import (
     running_service,
     settings_for,
 )
+from outbox_pipeline import BROKER_PIDS, CpuMeter
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,12 +191,16 @@ async def raw_run(bootstrap: str, records) -> dict:
         done.set()
 
     task = asyncio.create_task(consume())
+    meter = CpuMeter(postgres=False)
+    meter.start()
     started = await send_all(bootstrap, prefix, records)
     await asyncio.wait_for(done.wait(), timeout=600)
+    used = meter.stop()
     await task
     await consumer.stop()
     seconds = finished - started
-    return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1)}
+    return {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1),
+            "cpu": cpu_per_event(used, n, seconds)}
 
 
 async def processed(database: Database, group: str) -> int:
@@ -212,10 +217,20 @@ async def pending_snapshots(database: Database) -> int:
 
 def consumed(prefix: str) -> float:
     """Events the in-process service's consumers applied so far on the bench's topics (their effects
-    committed): read from its metrics, which costs the database nothing, unlike counting rows."""
-    return sum(METRICS.get_sample_value("cpts_events_consumed_total",
-                                        {"service": service.name, "topic": prefix + t}) or 0.0
-               for t in (topics.REGISTRY, topics.SNP_DISPATCH))
+    committed): read from its counter, which costs the database nothing, unlike counting rows (and only that
+    counter is read, not the whole registry with its process collector)."""
+    wanted = {prefix + t for t in (topics.REGISTRY, topics.SNP_DISPATCH)}
+    return sum(sample.value for family in EVENTS_CONSUMED.collect() for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels.get("service") == service.name
+               and sample.labels.get("topic") in wanted)
+
+
+def cpu_per_event(used: dict[str, float], n: int, seconds: float) -> dict:
+    """CPU microseconds per event of this process (producer and consumer side), the broker and PostgreSQL
+    during a measurement, and how many cores they kept busy on average."""
+    used = {("process" if k == "producer_process" else k): v for k, v in used.items()}
+    return {"us_per_event": {k: round(v / n * 1e6, 1) for k, v in used.items()},
+            "cores_busy": round(sum(used.values()) / seconds, 2)}
 
 
 def applications(records) -> int:
@@ -254,11 +269,14 @@ async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Pa
                     await asyncio.sleep(0.05)
             outbox_before = await outbox_rows(database)
             target = consumed(prefix) + applications(records)
+            meter = CpuMeter(postgres=database.dialect == "postgresql")
+            meter.start()
             started = await send_all(bootstrap, prefix, records)
             sent_s = time.perf_counter() - started
             while consumed(prefix) < target:
                 await asyncio.sleep(0.01)
             seconds = time.perf_counter() - started
+            used = meter.stop()
             applied = await processed(database, group)
             if applied != warmed + n:
                 raise RuntimeError(f"{applied} events applied, {warmed + n} sent")
@@ -269,7 +287,8 @@ async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Pa
             outbox = await outbox_rows(database) - outbox_before
             result = {"events": n, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1),
                       "all_sent_s": round(sent_s, 3), "snapshots_written": outbox,
-                      "snapshots_sent_s": round(snapshots_s, 3), "batch_size": batch_size}
+                      "snapshots_sent_s": round(snapshots_s, 3), "batch_size": batch_size,
+                      "cpu": cpu_per_event(used, n, seconds)}
             result["latency"] = await latency(client, bootstrap, prefix, var_dir, latency_samples)
             return result
         finally:
@@ -333,6 +352,7 @@ async def main_async(args) -> dict:
     if not bootstrap:
         broker = LocalBroker(port=free_port())
         broker.start()
+        BROKER_PIDS.append(broker.process.pid)
         bootstrap = broker.bootstrap_servers
     results: dict = {"events": len(records), "cpts": args.cpts, "mix": mix, "cpus": os.cpu_count(),
                      "python": platform.python_version(), "at": datetime.now(UTC).isoformat(),
@@ -401,6 +421,11 @@ def main() -> int:
               f"{res['ratio']:>8.3f}{res['latency']['p95_s']:>8.3f}{res['snapshots_written']:>11}"
               f"{res['snapshots_sent_s']:>11.2f}  {res['verdict']}")
     print(f"  raw runs: {results['raw_runs']} events/s (median used); mix: {results['mix']}")
+    print("  CPU microseconds per event (cores busy), this process holding the producer and the consumer side:")
+    for name, run in [("raw", raw), *((db, results[db]) for db in args.databases)]:
+        parts = ", ".join(f"{k} {v:,.1f}" for k, v in run["cpu"]["us_per_event"].items())
+        print(f"    {name}: {parts}; total {sum(run['cpu']['us_per_event'].values()):,.1f} "
+              f"({run['cpu']['cores_busy']:.2f})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str))
     if args.check and any(results[db]["verdict"] != "PASS" for db in args.databases):
