@@ -101,3 +101,24 @@ async def test_a_fact_with_a_naive_time_is_refused(database):
     with pytest.raises((ValueError, sa.exc.StatementError), match="naive"):
         async with database.transaction() as session:
             await session.run_sync(lambda sync: _insert_facts(sync, recorded([naive])))
+
+
+async def test_the_earlier_facts_of_a_batch_are_read_by_index_probes_however_small_the_table(database):
+    """Over tens of thousands of facts, the planner prices a probe per pair as a random read from disk and
+    would rather read the whole table and sort it, for every batch (28 ms against 2 ms for 440 pairs)."""
+    if database.dialect != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    received = s.CareRequestReceived.__event_type__
+    at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    facts = [Fact(f"e{i}", (A, B)[i % 2], received, at, entity=f"req-{i // 2}") for i in range(20_000)]
+    async with database.transaction() as session:
+        await session.run_sync(lambda sync: _insert_facts(sync, recorded(facts)))
+    async with database.sessions() as session:
+        await session.execute(sa.text("ANALYZE indicator_fact"))
+        pairs = [(fact.cpts_id, fact.entity) for fact in facts[::45]]
+        plan = "\n".join((await session.execute(
+            sa.text(f"EXPLAIN {snapshots._EARLIER_FACTS_BY_PAIRS.element.text}"),
+            {"cpts_ids": [c for c, _ in pairs], "entities": [e for _, e in pairs]})).scalars())
+        found = await session.run_sync(lambda sync: snapshots._earlier_times(sync, facts[::45]))
+    assert "Index Scan using ix_indicator_fact_entity" in plan and "Seq Scan on indicator_fact" not in plan, plan
+    assert len(found) == len(pairs) and all(days == {at.date()} for days in found.values())

@@ -11,7 +11,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from cpts_indicators.domain.facts import PROFESSIONAL_SCOPE, Fact
+from cpts_indicators.domain.facts import PROFESSIONAL_SCOPE
 from cpts_platform.db import UtcDateTime, add_platform_tables, upsert
 
 
@@ -154,15 +154,6 @@ async def professional_figures(session: AsyncSession, cpts_id: str) -> tuple[int
         .where(CptsMember.cpts_id == cpts_id))).one()
     return (members, active, counted.professionals if counted else 0,
             counted.last_event_time if counted else None)
-
-
-async def insert_facts(session: AsyncSession, facts: Iterable[Fact], *, now: datetime) -> None:
-    """Append facts; a fact already there (same event and CPTS) is left as it is."""
-    rows = [{**fact.row(), "recorded_at": now} for fact in facts]
-    for start in range(0, len(rows), 1000):
-        statement = upsert(session.bind.dialect.name, facts_table).on_conflict_do_nothing(
-            index_elements=[facts_table.c.event_id, facts_table.c.cpts_id])
-        await session.execute(statement, rows[start:start + 1000])
 
 
 async def latest_professional_attributes(session: AsyncSession, idnps: list[str], event_types: Iterable[str]

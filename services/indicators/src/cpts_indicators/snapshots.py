@@ -395,10 +395,15 @@ def _member_cpts(session: Session, subjects: set[str]) -> dict[str, set[str]]:
     return out
 
 
+# An index probe per pair, whatever the planner's estimates: the lateral subquery with OFFSET 0 is not flattened
+# into a join. As a join, up to some hundreds of thousands of facts the planner prices each probe as a random
+# read from disk and reads the whole table instead, hashed or sorted, for every batch: 28 ms instead of 2 ms
+# for 440 pairs over 22,000 facts.
 _EARLIER_FACTS_BY_PAIRS = sa.text(
-    f"SELECT f.cpts_id, f.entity, f.event_time, f.ref_time FROM {facts_table.name} AS f "
-    "JOIN unnest(CAST(:cpts_ids AS text[]), CAST(:entities AS text[])) AS p(cpts_id, entity) "
-    "ON f.cpts_id = p.cpts_id AND f.entity = p.entity"
+    "SELECT p.cpts_id, p.entity, f.event_time, f.ref_time "
+    "FROM unnest(CAST(:cpts_ids AS text[]), CAST(:entities AS text[])) AS p(cpts_id, entity) "
+    f"CROSS JOIN LATERAL (SELECT event_time, ref_time FROM {facts_table.name} AS f "
+    "WHERE f.cpts_id = p.cpts_id AND f.entity = p.entity OFFSET 0) AS f"
 ).columns(sa.column("cpts_id"), sa.column("entity"), facts_table.c.event_time, facts_table.c.ref_time)
 
 
