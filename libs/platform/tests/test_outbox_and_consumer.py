@@ -464,3 +464,86 @@ async def test_a_second_instance_takes_partitions_over_and_every_event_is_applie
 
 async def _at_least(awaitable, expected: int) -> bool:
     return (await awaitable) >= expected
+
+
+async def test_an_instance_whose_partitions_moved_during_a_long_batch_goes_on_consuming(
+        database, producer, kafka_broker, topic_prefix):
+    """A batch that outlasts the wait of a rebalance: its partition belongs to the other instance when it
+    commits. The commit is refused, the events are already applied (the new owner skips them), and the first
+    instance stays in the group: it takes partitions over again when the second leaves."""
+    topic = topic_prefix + topics.REGISTRY
+    events = [new_event(registered(i), source="/t") for i in range(60)]
+    for event in events:
+        await send_raw(producer, topic, encode(event))
+    group = f"test-{uuid.uuid4().hex[:6]}"
+    slow = asyncio.Event()
+
+    def make(name: str) -> EventConsumer:
+        @batch_handler
+        async def handler(session, batch):
+            if name == "first" and not slow.is_set():
+                slow.set()
+                await asyncio.sleep(5)  # longer than the 1.5 s a rebalance waits for the batch in hand
+            await session.execute(sa.insert(effects), [{"idnps": e.payload.idnps} for e in batch])
+
+        return EventConsumer(service="test", group_id=group, topics_=[topic],
+                             handlers={ProfessionalRegistered.__event_type__: handler}, database=database,
+                             producer=producer, bootstrap_servers=kafka_broker, batch_size=5,
+                             session_timeout_ms=3000)
+
+    first, second = make("first"), make("second")
+    await first.start()
+    try:
+        await asyncio.wait_for(slow.wait(), 30)
+        await second.start()
+        await eventually(lambda: _equals(count_effects(database), 60), timeout=60)
+        await asyncio.sleep(5)
+        assert first.ready, "the first instance stopped consuming"
+        await second.stop()
+        more = [new_event(registered(100 + i), source="/t") for i in range(20)]
+        for event in more:
+            await send_raw(producer, topic, encode(event))
+        await eventually(lambda: _equals(count_effects(database), 80), timeout=60)
+    finally:
+        await second.stop()
+        await first.stop()
+    async with database.sessions() as session:
+        idnps = (await session.execute(sa.select(effects.c.idnps))).scalars().all()
+    assert len(idnps) == len(set(idnps)) == 80
+
+
+async def test_a_consumer_failing_unexpectedly_joins_again_and_applies_every_event_once(
+        database, producer, kafka_broker, topic_prefix):
+    """A failure nothing in the consumer handles (here its first offset commit raises): it leaves the group,
+    joins again, and the batch whose offset was not committed is skipped as already applied."""
+    topic = topic_prefix + topics.REGISTRY
+    for i in range(30):
+        await send_raw(producer, topic, encode(new_event(registered(i), source="/t")))
+    consumer = consumer_for(database, producer, kafka_broker, topic_prefix, insert_effect, batch_size=5)
+    commit = consumer._commit
+    failures = []
+
+    async def failing_once(offsets):
+        if not failures:
+            failures.append(offsets)
+            raise RuntimeError("unexpected")
+        await commit(offsets)
+
+    consumer._commit = failing_once
+    await consumer.start()
+    try:
+        await eventually(lambda: _equals(count_effects(database), 30), timeout=60)
+        await eventually(lambda: _true(consumer.ready), timeout=30)
+        for i in range(30, 40):
+            await send_raw(producer, topic, encode(new_event(registered(i), source="/t")))
+        await eventually(lambda: _equals(count_effects(database), 40), timeout=60)
+    finally:
+        await consumer.stop()
+    assert failures
+    async with database.sessions() as session:
+        idnps = (await session.execute(sa.select(effects.c.idnps))).scalars().all()
+    assert len(idnps) == len(set(idnps)) == 40
+
+
+async def _true(value: bool) -> bool:
+    return value

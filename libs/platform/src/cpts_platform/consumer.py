@@ -121,7 +121,8 @@ class EventConsumer:
         self.joined = False
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
-        self._stopping = False
+        self._stopping = False  # the run ends: stop() called, or a failure (then `_supervise` starts anew)
+        self._closing = False  # stop() called
         self._processed = database.tables.processed_event
         self._lag: dict[TopicPartition, int] = {}
         self._partitions: dict[TopicPartition, _Partition] = {}
@@ -137,6 +138,10 @@ class EventConsumer:
         self._serial = nullcontext() if self._partitions_apart else asyncio.Lock()
 
     async def start(self) -> None:
+        await self._connect()
+        self._task = asyncio.create_task(self._supervise(), name=f"consumer-{self.group_id}")
+
+    async def _connect(self) -> None:
         self._consumer = AIOKafkaConsumer(
             **connection_kwargs(self.bootstrap_servers),  # the address, or the settings with the security
             group_id=self.group_id,
@@ -161,11 +166,49 @@ class EventConsumer:
                 log.info("partitions_assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
 
         self._consumer.subscribe(self.topics, listener=_Listener())
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group_id}")
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._consumer.stop()
+            raise
+
+    async def _supervise(self) -> None:
+        """Run; after a failure nothing in `_run` could handle (a bug, not a bad event nor an outage, which are
+        handled there), leave the group and join again: the batches not committed are fetched again from the
+        committed offsets and their events already applied are skipped, as after any redelivery."""
+        backoff = 1.0
+        while True:
+            try:
+                await self._run()
+                return
+            except Exception as exc:
+                if self._closing:
+                    return
+                log.error("consumer_failed_restarting", group=self.group_id, error_type=type(exc).__name__,
+                          error=str(exc)[:300], backoff_seconds=backoff)
+            self.joined = False
+            assert self._consumer is not None
+            try:
+                await self._consumer.stop()
+            except Exception as exc:
+                log.warning("consumer_stop_failed", group=self.group_id, error_type=type(exc).__name__)
+            self._partitions.clear()
+            self._lag.clear()
+            self._failure = None
+            while not self._closing:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                try:
+                    await self._connect()
+                    break
+                except Exception as exc:
+                    log.warning("consumer_start_failed", group=self.group_id, error_type=type(exc).__name__)
+            if self._closing:
+                return
+            self._stopping = False
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._closing = self._stopping = True
         if self._task:
             # Let the batch in hand finish; an interrupted one is rolled back and redelivered anyway.
             done, _ = await asyncio.wait({self._task}, timeout=5.0)
@@ -242,7 +285,7 @@ class EventConsumer:
         except _Stopping:
             return
         except Exception as exc:
-            # What `_handle` could not isolate (the database refusing every write, say): the consumer stops.
+            # What `_handle` could not isolate: this run ends, and `_supervise` starts a new one.
             self._failure = exc
             self._stopping = True
 
@@ -267,7 +310,10 @@ class EventConsumer:
         except (CommitFailedError, KafkaError) as exc:
             # The events are in the database already; whoever gets the partition skips them as processed.
             log.warning("offset_commit_failed", error_type=type(exc).__name__)
+        assigned = self._consumer.assignment()
         for tp, position in offsets.items():
+            if tp not in assigned:
+                continue  # moved to another instance meanwhile: the lag is its new owner's to report
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 self._lag[tp] = max(highwater - position, 0)
