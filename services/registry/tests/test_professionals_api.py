@@ -74,3 +74,34 @@ async def test_professionals_are_listed_by_page(database_url, kafka_broker, topi
     assert [p["idnps"] for p in page.json()["items"]] == ["810100000002", "810100000003"]
     assert too_big.status_code == 422
     assert too_big.json()["errors"][0]["field"] == "limit"
+
+
+async def test_a_registration_is_answered_from_its_own_transaction(database_url, kafka_broker, topic_prefix,
+                                                                    tmp_path):
+    """The database going away just after the commit: the registration is stored, so it is answered 201 (a
+    read after the commit would answer 503, and the client's retry would be refused as already registered)."""
+    import sqlalchemy as sa
+
+    settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
+                            topic_prefix=topic_prefix, var_dir=tmp_path / "var")
+    async with running_service(service, settings) as client:
+        database = client.app.state.runtime.database
+        sessions = database.sessions
+
+        def away():
+            raise sa.exc.OperationalError("connect", {}, ConnectionRefusedError("database away"))
+
+        admin = auth(tmp_path, "admin")
+        database.on_outbox_commit(lambda: setattr(database, "sessions", away))
+        try:
+            cpts = await client.post("/cpts", headers=admin,
+                                     json={"cpts_id": CPTS, "name": "CPTS de l'Est lyonnais", "communes": ["69259"]})
+            database.sessions = sessions
+            created = await client.post("/professionals", json=BODY, headers=admin)
+        finally:
+            database.sessions = sessions
+        assert cpts.status_code == 201, cpts.text
+        assert cpts.json()["communes"] == ["69259"]
+        assert created.status_code == 201, created.text
+        assert created.json()["family_name"] == "Morel"
+        assert [m["cpts_id"] for m in created.json()["memberships"]] == [CPTS]

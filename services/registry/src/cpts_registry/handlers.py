@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +47,12 @@ from cpts_registry.repository import (
 
 SOURCE = "/cpts/registry"
 
+T = TypeVar("T")
+# Reads a creation's response in its transaction: a read in a session of its own, after the commit, could fail
+# (the database going away in between) and answer 503 for a registration that is stored, which a client
+# retrying would then see refused as already registered.
+Answer = Callable[[AsyncSession], Awaitable[T]]
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -75,8 +83,9 @@ async def _professional(session: AsyncSession, idnps: str, *, for_update: bool =
     return row
 
 
-async def register_professional(*, database: Database, professional: NewProfessional) -> ProfessionalRow:
-    """Register a professional (and their CPTS memberships) and announce it on the `registry` topic."""
+async def register_professional(*, database: Database, professional: NewProfessional, answer: Answer[T]) -> T:
+    """Register a professional (and their CPTS memberships) and announce it on the `registry` topic; returns
+    what `answer` reads in the same transaction."""
     now = _now()
     row = ProfessionalRow(
         idnps=professional.idnps, civility=professional.civility, family_name=professional.family_name,
@@ -99,10 +108,12 @@ async def register_professional(*, database: Database, professional: NewProfessi
             await add_events(session, database, [new_event(
                 ProfessionalRegistered(**professional_snapshot(row, cpts_ids)), source=SOURCE,
                 subject=f"professional/{row.idnps}")])
+            await session.flush()
+            answered = await answer(session)
     except IntegrityError as exc:
         # Two concurrent registrations of one professional: the primary key lets only one through.
         raise ProfessionalAlreadyRegistered(row.idnps) from exc
-    return row
+    return answered
 
 
 PROFESSIONAL_EDITABLE = ("civility", "family_name", "given_name", "profession_code", "profession_label",
@@ -226,7 +237,8 @@ def _territory_fields(territory: Territory) -> dict:
 
 
 async def register_cpts(*, database: Database, cpts_id: str, name: str, communes: list[str], stage: CptsStage,
-                        aci_signed_on: date | None, missions: list[str]) -> tuple[CptsRow, Territory]:
+                        aci_signed_on: date | None, missions: list[str], answer: Answer[T]) -> T:
+    """Register a CPTS and its communes and announce it; returns what `answer` reads in the same transaction."""
     territory = Territory.of(communes)
     now = _now()
     try:
@@ -243,9 +255,11 @@ async def register_cpts(*, database: Database, cpts_id: str, name: str, communes
             await add_events(session, database, [new_event(CptsRegistered(
                 cpts_id=cpts_id, name=name, stage=stage, aci_signed_on=aci_signed_on, missions=row.missions,
                 **_territory_fields(territory)), source=SOURCE, subject=f"cpts/{cpts_id}")])
+            await session.flush()
+            answered = await answer(session)
     except IntegrityError as exc:
         raise CptsAlreadyRegistered(cpts_id) from exc
-    return row, territory
+    return answered
 
 
 async def _cpts(session: AsyncSession, cpts_id: str) -> CptsRow:

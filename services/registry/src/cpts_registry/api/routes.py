@@ -78,13 +78,13 @@ async def register_professional(body: ProfessionalCreate, principal: Manager, da
         ensure(principal.can_access_cpts(cpts_id), f"CPTS {cpts_id} is outside your scope.")
     _check_commune(body.commune_insee)
     try:
-        await handlers.register_professional(database=database, professional=NewProfessional(
-            **body.model_dump(exclude={"cpts_ids"}), cpts_ids=tuple(body.cpts_ids)))
+        return await handlers.register_professional(
+            database=database,
+            professional=NewProfessional(**body.model_dump(exclude={"cpts_ids"}), cpts_ids=tuple(body.cpts_ids)),
+            answer=lambda session: queries.professional_detail(session, body.idnps))
     except UnknownCpts as exc:
         # Here the CPTS is a reference in the body, not the resource of the path.
         raise _invalid("cpts_ids", exc.cpts_id, f"unknown CPTS {exc.cpts_id}")
-    async with database.sessions() as session:
-        return await queries.professional_detail(session, body.idnps)
 
 
 def _check_commune(insee: str | None, field: str = "commune_insee") -> None:
@@ -190,11 +190,11 @@ async def put_mt_capacity(idnps: str, body: MtCapacityIn, principal: SelfOrAdmin
 
 @cpts.post("", status_code=201, response_model=CptsPublic, summary="Enregistrer une CPTS et son territoire.",
            responses={409: {"description": "CPTS déjà enregistrée, ou commune déjà dans une autre CPTS."}})
-async def register_cpts(body: CptsCreate, _: Admin, database: DatabaseDep, session: ReadSessionDep) -> CptsPublic:
-    await handlers.register_cpts(database=database, cpts_id=body.cpts_id, name=body.name,
-                                 communes=body.communes, stage=body.stage, aci_signed_on=body.aci_signed_on,
-                                 missions=[m.value for m in body.missions])
-    return await queries.cpts_detail(session, body.cpts_id)
+async def register_cpts(body: CptsCreate, _: Admin, database: DatabaseDep) -> CptsPublic:
+    return await handlers.register_cpts(database=database, cpts_id=body.cpts_id, name=body.name,
+                                        communes=body.communes, stage=body.stage, aci_signed_on=body.aci_signed_on,
+                                        missions=[m.value for m in body.missions],
+                                        answer=lambda session: queries.cpts_detail(session, body.cpts_id))
 
 
 @cpts.get("", response_model=list[CptsPublic], summary="Les CPTS (d'un département, ou toutes).")
