@@ -27,7 +27,7 @@ def by_code(report: dict) -> dict:
 
 async def test_the_catalogue_is_one_valid_measure_with_a_group_per_indicator():
     resource = measure(BASE)
-    Measure.parse_obj(resource)
+    Measure.model_validate(resource)
     assert resource["version"] == catalogue().version
     codes = [g["code"]["coding"][0]["code"] for g in resource["group"]]
     assert codes == [d.id for d in catalogue().indicators]
@@ -39,7 +39,7 @@ async def test_a_measure_report_has_a_group_per_indicator_and_masked_cells_only_
     async with database.sessions() as session:
         values = await queries.published_values(session, cpts_id=kit.CPTS, periods=[march], threshold=6)
     report = measure_report(BASE, kit.CPTS, march, values, threshold=6, now=datetime.now(UTC))
-    MeasureReport.parse_obj(report)
+    MeasureReport.model_validate(report)
     assert report["type"] == "summary" and report["status"] == "complete"
     assert report["subject"]["identifier"]["value"] == kit.CPTS
     groups = by_code(report)
@@ -84,9 +84,9 @@ async def test_fhir_search_answers_bundles_and_operation_outcomes(
                                  headers={"Authorization": f"Bearer {elsewhere}"})
         anonymous = await client.get("/fhir/Measure")
     assert found.headers["content-type"].startswith("application/fhir+json")
-    bundle = Bundle.parse_obj(found.json())
+    bundle = Bundle.model_validate(found.json())
     assert bundle.type == "searchset" and bundle.total == 1
-    assert isinstance(Bundle.parse_obj(measures.json()).entry[0].resource, Measure)
+    assert isinstance(Bundle.model_validate(measures.json()).entry[0].resource, Measure)
     assert bad_period.status_code == 400 and bad_period.json()["resourceType"] == "OperationOutcome"
     assert no_subject.status_code == 400
     assert other.status_code in (403, 404) and anonymous.status_code == 401

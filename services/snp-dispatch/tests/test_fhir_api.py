@@ -180,7 +180,7 @@ async def test_status_free_leaves_out_booked_held_and_withdrawn_slots(fhir):
         await session.exec(sa.update(SlotRow).where(SlotRow.slot_id == booked).values(status="booked"))
         await session.exec(sa.update(SlotRow).where(SlotRow.slot_id == held).values(
             held_until=datetime.now(UTC) + timedelta(minutes=3), hold_id="h1"))
-    await handlers.withdraw_slot(database=fhir.database, by="seed", slot_id=withdrawn)
+    await handlers.withdraw_slot(database=fhir.database, slot_id=withdrawn)
     assert slot_ids(parsed(await fhir.search([MOREL]))) == [free]
 
 

@@ -170,7 +170,7 @@ async def _refuse_overlaps(session: AsyncSession, idnps: str, items: list[SlotSp
                                   other_slot_id=slot_id)
 
 
-async def withdraw_slot(*, database: Database, by: str, slot_id: str, now: datetime | None = None,
+async def withdraw_slot(*, database: Database, slot_id: str, now: datetime | None = None,
                         principal: Principal | None = None) -> SlotRow:
     """Withdraw a slot. A booked slot does not vanish silently: its appointment is cancelled, with its event,
     and (with `principal`, the user withdrawing) the cancellation is in the audit trail of the appointment,

@@ -176,8 +176,7 @@ async def _managed_slot(database: Database, principal: Principal, slot_id: str) 
               summary="Retirer un créneau ; s'il était réservé, le rendez-vous est annulé (et notifié).")
 async def withdraw(slot_id: str, principal: SlotManager, database: DatabaseDep) -> SlotPublic:
     await _managed_slot(database, principal, slot_id)
-    row = await handlers.withdraw_slot(database=database, by=principal.subject, slot_id=slot_id,
-                                       principal=principal)
+    row = await handlers.withdraw_slot(database=database, slot_id=slot_id, principal=principal)
     return queries.slot_public(row, _now())
 
 
