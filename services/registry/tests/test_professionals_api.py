@@ -76,10 +76,11 @@ async def test_professionals_are_listed_by_page(database_url, kafka_broker, topi
     assert too_big.json()["errors"][0]["field"] == "limit"
 
 
-async def test_a_registration_is_answered_from_its_own_transaction(database_url, kafka_broker, topic_prefix,
+async def test_a_change_is_answered_from_its_own_transaction(database_url, kafka_broker, topic_prefix,
                                                                     tmp_path):
-    """The database going away just after the commit: the registration is stored, so it is answered 201 (a
-    read after the commit would answer 503, and the client's retry would be refused as already registered)."""
+    """The database going away just after the commit: the change is stored, so it is answered 2xx (a read
+    after the commit would answer 503, and the retry of a registration would be refused as already
+    registered)."""
     import sqlalchemy as sa
 
     settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
@@ -98,6 +99,12 @@ async def test_a_registration_is_answered_from_its_own_transaction(database_url,
                                      json={"cpts_id": CPTS, "name": "CPTS de l'Est lyonnais", "communes": ["69259"]})
             database.sessions = sessions
             created = await client.post("/professionals", json=BODY, headers=admin)
+            database.sessions = sessions
+            changed = await client.patch("/professionals/810100000011", json={"given_name": "Camille-Anne"},
+                                         headers=admin)
+            database.sessions = sessions
+            staged = await client.put(f"/cpts/{CPTS}/stage", headers=admin,
+                                      json={"stage": "aci_signed", "aci_signed_on": "2026-01-15"})
         finally:
             database.sessions = sessions
         assert cpts.status_code == 201, cpts.text
@@ -105,3 +112,7 @@ async def test_a_registration_is_answered_from_its_own_transaction(database_url,
         assert created.status_code == 201, created.text
         assert created.json()["family_name"] == "Morel"
         assert [m["cpts_id"] for m in created.json()["memberships"]] == [CPTS]
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["given_name"] == "Camille-Anne"
+        assert staged.status_code == 200, staged.text
+        assert staged.json()["stage"] == "aci_signed"

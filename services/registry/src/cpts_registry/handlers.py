@@ -48,9 +48,9 @@ from cpts_registry.repository import (
 SOURCE = "/cpts/registry"
 
 T = TypeVar("T")
-# Reads a creation's response in its transaction: a read in a session of its own, after the commit, could fail
-# (the database going away in between) and answer 503 for a registration that is stored, which a client
-# retrying would then see refused as already registered.
+# Reads a command's response in its transaction: a read in a session of its own, after the commit, could fail
+# (the database going away in between) and answer 503 for a change that is stored (a client retrying a
+# registration would then see it refused as already registered).
 Answer = Callable[[AsyncSession], Awaitable[T]]
 
 
@@ -120,7 +120,7 @@ PROFESSIONAL_EDITABLE = ("civility", "family_name", "given_name", "profession_co
                          "specialty_code", "specialty_label", "commune_insee")
 
 
-async def update_professional(*, database: Database, idnps: str, changes: dict) -> ProfessionalRow:
+async def update_professional(*, database: Database, idnps: str, changes: dict, answer: Answer[T]) -> T:
     async with database.transaction() as session:
         row = await _professional(session, idnps, for_update=True)
         changed = False
@@ -134,10 +134,11 @@ async def update_professional(*, database: Database, idnps: str, changes: dict) 
             await add_events(session, database, [new_event(
                 ProfessionalUpdated(**professional_snapshot(row, await cpts_ids_of(session, idnps))),
                 source=SOURCE, subject=f"professional/{idnps}")])
-    return row
+            await session.flush()
+        return await answer(session)
 
 
-async def deactivate_professional(*, database: Database, idnps: str) -> ProfessionalRow:
+async def deactivate_professional(*, database: Database, idnps: str, answer: Answer[T]) -> T:
     async with database.transaction() as session:
         row = await _professional(session, idnps, for_update=True)
         if row.active:
@@ -147,7 +148,8 @@ async def deactivate_professional(*, database: Database, idnps: str) -> Professi
             await add_events(session, database, [new_event(
                 ProfessionalDeactivated(idnps=idnps, reason="deactivated-by-admin"), source=SOURCE,
                 subject=f"professional/{idnps}")])
-    return row
+            await session.flush()
+        return await answer(session)
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ async def _cpts(session: AsyncSession, cpts_id: str) -> CptsRow:
     return row
 
 
-async def change_territory(*, database: Database, cpts_id: str, communes: list[str]) -> tuple[CptsRow, Territory]:
+async def change_territory(*, database: Database, cpts_id: str, communes: list[str], answer: Answer[T]) -> T:
     territory = Territory.of(communes)
     async with database.transaction() as session:
         row = await _cpts(session, cpts_id)
@@ -280,11 +282,12 @@ async def change_territory(*, database: Database, cpts_id: str, communes: list[s
         session.add(row)
         await add_events(session, database, [new_event(CptsTerritoryChanged(
             cpts_id=cpts_id, **_territory_fields(territory)), source=SOURCE, subject=f"cpts/{cpts_id}")])
-    return row, territory
+        await session.flush()
+        return await answer(session)
 
 
 async def change_stage(*, database: Database, cpts_id: str, stage: CptsStage, aci_signed_on: date | None,
-                       missions: list[str]) -> CptsRow:
+                       missions: list[str], answer: Answer[T]) -> T:
     async with database.transaction() as session:
         row = await _cpts(session, cpts_id)
         row.stage, row.aci_signed_on, row.missions = stage, aci_signed_on, sorted(set(missions))
@@ -293,7 +296,8 @@ async def change_stage(*, database: Database, cpts_id: str, stage: CptsStage, ac
         await add_events(session, database, [new_event(CptsStageChanged(
             cpts_id=cpts_id, stage=stage, aci_signed_on=aci_signed_on, missions=row.missions),
             source=SOURCE, subject=f"cpts/{cpts_id}")])
-    return row
+        await session.flush()
+        return await answer(session)
 
 
 async def set_membership(*, database: Database, cpts_id: str, idnps: str,

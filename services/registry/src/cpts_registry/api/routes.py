@@ -137,19 +137,19 @@ async def read_professional(idnps: str, _: Reader, session: ReadSessionDep) -> P
 
 
 @professionals.patch("/{idnps}", response_model=ProfessionalPublic, summary="Corriger un professionnel.")
-async def update_professional(idnps: str, body: ProfessionalUpdate, _: Admin, database: DatabaseDep,
-                              session: ReadSessionDep) -> ProfessionalPublic:
+async def update_professional(idnps: str, body: ProfessionalUpdate, _: Admin, database: DatabaseDep
+                              ) -> ProfessionalPublic:
     _check_commune(body.commune_insee)
-    await handlers.update_professional(database=database, idnps=idnps,
-                                       changes=body.model_dump(exclude_unset=True))
-    return await queries.professional_detail(session, idnps)
+    return await handlers.update_professional(database=database, idnps=idnps,
+                                              changes=body.model_dump(exclude_unset=True),
+                                              answer=lambda session: queries.professional_detail(session, idnps))
 
 
 @professionals.post("/{idnps}/deactivate", response_model=ProfessionalPublic,
                     summary="Désactiver un professionnel qui n'exerce plus.")
-async def deactivate(idnps: str, _: Admin, database: DatabaseDep, session: ReadSessionDep) -> ProfessionalPublic:
-    await handlers.deactivate_professional(database=database, idnps=idnps)
-    return await queries.professional_detail(session, idnps)
+async def deactivate(idnps: str, _: Admin, database: DatabaseDep) -> ProfessionalPublic:
+    return await handlers.deactivate_professional(
+        database=database, idnps=idnps, answer=lambda session: queries.professional_detail(session, idnps))
 
 
 def _own(principal: Principal, idnps: str) -> None:
@@ -217,20 +217,18 @@ def _manages(principal: Principal, cpts_id: str) -> None:
 
 
 @cpts.put("/{cpts_id}/territory", response_model=CptsPublic, summary="Changer les communes d'une CPTS.")
-async def put_territory(cpts_id: str, body: TerritoryIn, principal: Manager, database: DatabaseDep,
-                        session: ReadSessionDep) -> CptsPublic:
+async def put_territory(cpts_id: str, body: TerritoryIn, principal: Manager, database: DatabaseDep) -> CptsPublic:
     _manages(principal, cpts_id)
-    await handlers.change_territory(database=database, cpts_id=cpts_id, communes=body.communes)
-    return await queries.cpts_detail(session, cpts_id)
+    return await handlers.change_territory(database=database, cpts_id=cpts_id, communes=body.communes,
+                                           answer=lambda session: queries.cpts_detail(session, cpts_id))
 
 
 @cpts.put("/{cpts_id}/stage", response_model=CptsPublic,
           summary="Changer l'étape d'une CPTS (lettre d'intention, projet de santé validé, ACI signé).")
-async def put_stage(cpts_id: str, body: StageIn, _: Admin, database: DatabaseDep,
-                    session: ReadSessionDep) -> CptsPublic:
-    await handlers.change_stage(database=database, cpts_id=cpts_id, stage=body.stage,
-                                aci_signed_on=body.aci_signed_on, missions=[m.value for m in body.missions])
-    return await queries.cpts_detail(session, cpts_id)
+async def put_stage(cpts_id: str, body: StageIn, _: Admin, database: DatabaseDep) -> CptsPublic:
+    return await handlers.change_stage(database=database, cpts_id=cpts_id, stage=body.stage,
+                                       aci_signed_on=body.aci_signed_on, missions=[m.value for m in body.missions],
+                                       answer=lambda session: queries.cpts_detail(session, cpts_id))
 
 
 @cpts.get("/{cpts_id}/members", response_model=ProfessionalPage, summary="Les membres d'une CPTS.")
