@@ -50,7 +50,7 @@ SOURCE = "/cpts/registry"
 T = TypeVar("T")
 # Reads a command's response in its transaction: a read in a session of its own, after the commit, could fail
 # (the database going away in between) and answer 503 for a change that is stored (a client retrying a
-# registration would then see it refused as already registered).
+# registration would then see it refused as already registered). Its queries flush the command's pending rows.
 Answer = Callable[[AsyncSession], Awaitable[T]]
 
 
@@ -108,12 +108,10 @@ async def register_professional(*, database: Database, professional: NewProfessi
             await add_events(session, database, [new_event(
                 ProfessionalRegistered(**professional_snapshot(row, cpts_ids)), source=SOURCE,
                 subject=f"professional/{row.idnps}")])
-            await session.flush()
-            answered = await answer(session)
+            return await answer(session)
     except IntegrityError as exc:
         # Two concurrent registrations of one professional: the primary key lets only one through.
         raise ProfessionalAlreadyRegistered(row.idnps) from exc
-    return answered
 
 
 PROFESSIONAL_EDITABLE = ("civility", "family_name", "given_name", "profession_code", "profession_label",
@@ -134,7 +132,6 @@ async def update_professional(*, database: Database, idnps: str, changes: dict, 
             await add_events(session, database, [new_event(
                 ProfessionalUpdated(**professional_snapshot(row, await cpts_ids_of(session, idnps))),
                 source=SOURCE, subject=f"professional/{idnps}")])
-            await session.flush()
         return await answer(session)
 
 
@@ -148,7 +145,6 @@ async def deactivate_professional(*, database: Database, idnps: str, answer: Ans
             await add_events(session, database, [new_event(
                 ProfessionalDeactivated(idnps=idnps, reason="deactivated-by-admin"), source=SOURCE,
                 subject=f"professional/{idnps}")])
-            await session.flush()
         return await answer(session)
 
 
@@ -257,11 +253,9 @@ async def register_cpts(*, database: Database, cpts_id: str, name: str, communes
             await add_events(session, database, [new_event(CptsRegistered(
                 cpts_id=cpts_id, name=name, stage=stage, aci_signed_on=aci_signed_on, missions=row.missions,
                 **_territory_fields(territory)), source=SOURCE, subject=f"cpts/{cpts_id}")])
-            await session.flush()
-            answered = await answer(session)
+            return await answer(session)
     except IntegrityError as exc:
         raise CptsAlreadyRegistered(cpts_id) from exc
-    return answered
 
 
 async def _cpts(session: AsyncSession, cpts_id: str) -> CptsRow:
@@ -282,7 +276,6 @@ async def change_territory(*, database: Database, cpts_id: str, communes: list[s
         session.add(row)
         await add_events(session, database, [new_event(CptsTerritoryChanged(
             cpts_id=cpts_id, **_territory_fields(territory)), source=SOURCE, subject=f"cpts/{cpts_id}")])
-        await session.flush()
         return await answer(session)
 
 
@@ -296,7 +289,6 @@ async def change_stage(*, database: Database, cpts_id: str, stage: CptsStage, ac
         await add_events(session, database, [new_event(CptsStageChanged(
             cpts_id=cpts_id, stage=stage, aci_signed_on=aci_signed_on, missions=row.missions),
             source=SOURCE, subject=f"cpts/{cpts_id}")])
-        await session.flush()
         return await answer(session)
 
 
