@@ -23,6 +23,7 @@ Results: a table on stdout and ``bench/results/indicators.json``.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import warnings
 import asyncio
 import gc
@@ -53,6 +54,7 @@ from cpts_platform.db import Database
 from cpts_platform.dev.broker import LocalBroker, free_port
 from cpts_platform.kafka import ensure_topics, new_producer
 from cpts_platform.logging import configure_logging
+from cpts_platform.settings import ServiceSettings
 from cpts_platform.metrics import EVENTS_CONSUMED
 from cpts_platform.testing import (
     create_postgres_database,
@@ -65,6 +67,7 @@ from outbox_pipeline import BROKER_PIDS, CpuMeter
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 ROOT = Path(__file__).resolve().parent.parent
+FETCH_MAX_WAIT_MS = ServiceSettings.model_fields["consumer_fetch_max_wait_ms"].default
 RESULTS = ROOT / "bench" / "results" / "indicators.json"
 TARGET_RATIO = 0.5
 TARGET_P95_S = 1.0
@@ -167,7 +170,10 @@ async def raw_run(bootstrap: str, records) -> dict:
     names = [prefix + topics.REGISTRY, prefix + topics.SNP_DISPATCH]
     await ensure_topics(bootstrap, names)
     consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=prefix + "raw",
-                                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
+                                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500,
+                                # As the service's consumers: the broker here answers a waiting fetch only at
+                                # this deadline, even when records arrive meanwhile.
+                                fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
     await consumer.start()
     # Wait for the group's assignment, as the service waits to be ready.
     while not consumer.assignment():
@@ -246,7 +252,7 @@ async def outbox_rows(database: Database) -> int:
 
 
 async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Path, *, batch_size: int,
-                         latency_samples: int, warm_up: list | None = None) -> dict:
+                         latency_samples: int, warm_up: list | None = None, py_spy: str | None = None) -> dict:
     prefix = f"b{uuid.uuid4().hex[:8]}."
     await ensure_topics(bootstrap, [prefix + t for t in (topics.REGISTRY, topics.SNP_DISPATCH,
                                                          topics.PATIENT_MATCHING, "indicators")])
@@ -270,6 +276,7 @@ async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Pa
             outbox_before = await outbox_rows(database)
             target = consumed(prefix) + applications(records)
             meter = CpuMeter(postgres=database.dialect == "postgresql")
+            spy = await start_sampling(py_spy, var_dir / "py-spy.txt") if py_spy else None
             meter.start()
             started = await send_all(bootstrap, prefix, records)
             sent_s = time.perf_counter() - started
@@ -277,6 +284,7 @@ async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Pa
                 await asyncio.sleep(0.01)
             seconds = time.perf_counter() - started
             used = meter.stop()
+            profile = await stop_sampling(spy, var_dir / "py-spy.txt") if spy else None
             applied = await processed(database, group)
             if applied != warmed + n:
                 raise RuntimeError(f"{applied} events applied, {warmed + n} sent")
@@ -289,10 +297,68 @@ async def indicators_run(bootstrap: str, records, database_url: str, var_dir: Pa
                       "all_sent_s": round(sent_s, 3), "snapshots_written": outbox,
                       "snapshots_sent_s": round(snapshots_s, 3), "batch_size": batch_size,
                       "cpu": cpu_per_event(used, n, seconds)}
+            if profile is not None:
+                result["py_spy"] = profile
             result["latency"] = await latency(client, bootstrap, prefix, var_dir, latency_samples)
             return result
         finally:
             await database.dispose()
+
+
+# Leaf-first: a sample is charged to the innermost frame belonging to one of these (file fragment, label).
+SPY_OWNERS = [
+    ("selectors.py", "waiting in epoll"), ("asyncpg/", "asyncpg"), ("sqlalchemy/", "SQLAlchemy"),
+    ("pydantic", "pydantic"), ("aiokafka/", "aiokafka"), ("kafka/", "aiokafka"), ("structlog/", "logging"),
+    ("logging/", "logging"), ("prometheus_client/", "metrics"), ("orjson", "orjson"),
+    ("cpts_indicators/", "indicators code"), ("cpts_events/", "events code (decode)"),
+    ("cpts_platform/", "platform code (consumer)"), ("uvloop/", "event loop"), ("asyncio/", "event loop"),
+    ("indicators.py", "bench (producer side)"), ("outbox_pipeline.py", "bench (producer side)"),
+]
+# Inclusive: the share of the samples whose stack holds this function (file fragment, function name).
+SPY_MARKERS = [("consumer.py", "EventConsumer._handle"), ("envelope.py", "decode"),
+               ("consumer.py", "EventConsumer._apply"), ("consumer.py", "EventConsumer._record_processed"),
+               ("consumers.py", "record_facts"), ("snapshots.py", "_before_commit"),
+               ("snapshots.py", "changed_periods"), ("snapshots.py", "_insert_facts"),
+               ("snapshots.py", "mark_pending"), ("consumer.py", "EventConsumer._commit"),
+               ("consumer.py", "EventConsumer._log_handled"), ("fetcher.py", ""), ("indicators.py", "send_all"),
+               ("snapshots.py", "snapshot_worker")]
+
+
+async def start_sampling(py_spy: str, output: Path):
+    """py-spy on this process (producer and service) for the measured window only."""
+    process = await asyncio.create_subprocess_exec(
+        py_spy, "record", "--pid", str(os.getpid()), "--rate", "250", "--format", "raw", "--nonblocking",
+        "--output", str(output), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(1.0)  # attached
+    return process
+
+
+async def stop_sampling(process, output: Path) -> dict:
+    process.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
+    _, err = await process.communicate()
+    if not output.exists():
+        return {"error": f"py-spy exited {process.returncode}: {err.decode(errors='replace')[-300:]}"}
+    owners: Counter = Counter()
+    markers: Counter = Counter()
+    total = 0
+    for line in output.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        owner = next((label for frame in reversed(frames) for fragment, label in SPY_OWNERS if fragment in frame),
+                     "other")
+        owners[owner] += n
+        for fragment, name in SPY_MARKERS:
+            if any(fragment in f and (not name or f.startswith(name + " (")) for f in frames):
+                markers[f"{name or fragment}"] += n
+    kept = RESULTS.parent / f"indicators-py-spy-{output.parent.name}.txt"  # the collapsed stacks, for a closer look
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(output.read_bytes())
+    return {"samples": total, "self_share": {k: round(v / total, 3) for k, v in owners.most_common()},
+            "inclusive_share": {k: round(v / total, 3) for k, v in markers.most_common()}, "raw": str(kept)}
 
 
 async def latency(client, bootstrap: str, prefix: str, var_dir: Path, samples: int) -> dict:
@@ -373,7 +439,8 @@ async def main_async(args) -> dict:
                 try:
                     res = await indicators_run(bootstrap, records, url, Path(tmp) / f"var-{db}",
                                                batch_size=args.batch_size,
-                                               latency_samples=args.latency_samples, warm_up=warm_up)
+                                               latency_samples=args.latency_samples, warm_up=warm_up,
+                                               py_spy=args.py_spy)
                 finally:
                     if pg_name:
                         await asyncio.to_thread(drop_postgres_database, pg_name)
@@ -388,6 +455,15 @@ async def main_async(args) -> dict:
     return results
 
 
+def loop_factory():
+    """uvloop, as `cpts serve` runs a service (uvicorn's `loop="auto"`), for every measurement of the run."""
+    try:
+        import uvloop
+    except ImportError:  # a platform without it: asyncio's loop, as uvicorn would fall back to
+        return None
+    return uvloop.new_event_loop
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -399,6 +475,8 @@ def main() -> int:
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="3 000 events, 20 latency samples, SQLite")
     parser.add_argument("--bootstrap-servers", default=os.environ.get("CPTS_BENCH_KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable: sample this process (producer and "
+                        "service) over each measured window; shares by library and by step in the results")
     parser.add_argument("--check", action="store_true", help="exit 1 when a database does not PASS")
     args = parser.parse_args()
     if args.quick:
@@ -407,7 +485,8 @@ def main() -> int:
     if args.database is None:
         args.database = "both" if postgres_reachable() else "sqlite"
     args.databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-    results = asyncio.run(main_async(args))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        results = runner.run(main_async(args))
     raw = results["raw"]
     print(f"indicators consume-and-aggregate vs raw aiokafka - {results['events']} events, {args.cpts} CPTS, "
           f"{results['cpus']} CPUs, target ratio >= {TARGET_RATIO}, p95 < {TARGET_P95_S} s")
@@ -426,6 +505,14 @@ def main() -> int:
         parts = ", ".join(f"{k} {v:,.1f}" for k, v in run["cpu"]["us_per_event"].items())
         print(f"    {name}: {parts}; total {sum(run['cpu']['us_per_event'].values()):,.1f} "
               f"({run['cpu']['cores_busy']:.2f})")
+    for db in args.databases:
+        spy = results[db].get("py_spy")
+        if spy and "error" not in spy:
+            print(f"  {db}: py-spy over the window, {spy['samples']} samples; self: "
+                  + ", ".join(f"{k} {v:.0%}" for k, v in spy["self_share"].items()))
+            print(f"  {db}: py-spy inclusive: " + ", ".join(f"{k} {v:.0%}" for k, v in spy["inclusive_share"].items()))
+        elif spy:
+            print(f"  {db}: py-spy failed: {spy['error']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str))
     if args.check and any(results[db]["verdict"] != "PASS" for db in args.databases):
