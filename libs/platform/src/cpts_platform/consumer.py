@@ -32,14 +32,20 @@ Handler = Callable[[AsyncSession, Event], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
 
 
-def batch_handler(handler: BatchHandler) -> BatchHandler:
-    """Mark a handler that applies a run of events of its type at once (e.g. one bulk insert).
+def batch_handler(handler: BatchHandler | None = None, *, any_types: bool = False):
+    """Mark a handler that applies a run of events of its type at once (e.g. one bulk insert); with
+    `any_types`, a run of consecutive events of any of the types it handles (fewer, larger calls when the types
+    of a topic are interleaved).
 
     Same guarantees as a per-event handler: its effect commits with the processed ids of those events; a
     failing batch is retried event by event, so the handler is then called with one event.
     """
-    handler.takes_batches = True  # type: ignore[attr-defined]
-    return handler
+    def mark(handler: BatchHandler) -> BatchHandler:
+        handler.takes_batches = True  # type: ignore[attr-defined]
+        handler.takes_any_types = any_types  # type: ignore[attr-defined]
+        return handler
+
+    return mark if handler is None else mark(handler)
 
 
 def partitions_apart(handler: Handler | BatchHandler) -> Handler | BatchHandler:
@@ -81,10 +87,12 @@ class _Stopping(Exception):
     pass
 
 
+# The ids inserted come back as one array (one row to read, not one per event).
 _RECORD_PROCESSED_ARRAYS = sa.text(
-    "INSERT INTO processed_event (event_id, consumer_group, event_type, processed_at) "
+    "WITH inserted AS (INSERT INTO processed_event (event_id, consumer_group, event_type, processed_at) "
     "SELECT event_id, :group, event_type, :at FROM unnest(:ids, :types) AS u(event_id, event_type) "
-    "ON CONFLICT (event_id, consumer_group) DO NOTHING RETURNING event_id").bindparams(
+    "ON CONFLICT (event_id, consumer_group) DO NOTHING RETURNING event_id) "
+    "SELECT array_agg(event_id) FROM inserted").bindparams(
     sa.bindparam("ids", type_=postgresql.ARRAY(sa.String())),
     sa.bindparam("types", type_=postgresql.ARRAY(sa.String())), sa.bindparam("group", type_=sa.String()),
     sa.bindparam("at", type_=sa.DateTime(timezone=True)))
@@ -369,8 +377,9 @@ class EventConsumer:
             # instance that applied it meanwhile) is not inserted nor returned, its event not applied again.
             new = await self._record_processed(session, list(first.values()))
             todo = [item for item in first.values() if item.event.id in new]
-            # Consecutive events of one type share a call when their handler takes batches; order is kept.
-            for _, run in groupby(todo, key=lambda item: item.event.type):
+            # Consecutive events of one type share a call when their handler takes batches (of any of its types:
+            # consecutive events with that handler); order is kept.
+            for _, run in groupby(todo, key=self._run_key):
                 run = list(run)
                 handler = self.handlers[run[0].event.type]
                 started = time.perf_counter()
@@ -386,13 +395,18 @@ class EventConsumer:
         if durations:
             self._log_handled(durations)
 
+    def _run_key(self, item: _Item) -> object:
+        handler = self.handlers[item.event.type]
+        return handler if getattr(handler, "takes_any_types", False) else item.event.type
+
     async def _record_processed(self, session: AsyncSession, items: list[_Item]) -> set[str]:
         """Insert the processed ids of `items` but those already there; returns the ids inserted."""
         now = datetime.now(UTC)
         if self.database.dialect == "postgresql":
-            return set((await session.execute(_RECORD_PROCESSED_ARRAYS, {
+            inserted = (await session.execute(_RECORD_PROCESSED_ARRAYS, {
                 "ids": [item.event.id for item in items], "types": [item.event.type for item in items],
-                "group": self.group_id, "at": now})).scalars())
+                "group": self.group_id, "at": now})).scalar_one()
+            return set(inserted or ())
         return set((await session.execute(self._recorded, [
             {"event_id": item.event.id, "consumer_group": self.group_id, "event_type": item.event.type,
              "processed_at": now} for item in items])).scalars())

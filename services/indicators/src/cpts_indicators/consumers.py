@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,20 +29,26 @@ PROFESSION_EVENTS = (ProfessionalRegistered.__event_type__, "fr.cpts.registry.pr
 
 
 @partitions_apart
-@batch_handler
+@batch_handler(any_types=True)
 async def record_facts(session: AsyncSession, events: list[Event]) -> None:
-    """Append the facts of a run of events of one type, and have their periods' snapshots refreshed."""
-    if events[0].type == ProfessionalDeactivated.__event_type__:
-        # The facts of one professional arrive in order (keyed by IDNPS): their profession is known already.
-        await session.run_sync(write_pending_facts)
-        previous = await latest_professional_attributes(session, [e.payload.idnps for e in events],
-                                                        PROFESSION_EVENTS)
-        facts: list[Fact] = [deactivation_fact(e, previous.get(e.payload.idnps)) for e in events]
-    else:
-        facts = [fact for event in events for fact in facts_of(event)]
-    if facts:
-        # Inserted in bulk just before the transaction commits, with the facts of the batch's other runs.
-        track_new_facts(session, facts, now=datetime.now(UTC))
+    """Append the facts of a run of events, and have their periods' snapshots refreshed."""
+    facts: list[Fact] = []
+    for event_type, run in groupby(events, key=attrgetter("type")):
+        if event_type == ProfessionalDeactivated.__event_type__:
+            # The facts of one professional arrive in order (keyed by IDNPS): their profession is known already,
+            # in the facts written so far.
+            run = list(run)
+            track_new_facts(session, facts)
+            facts = []
+            await session.run_sync(write_pending_facts)
+            previous = await latest_professional_attributes(session, [e.payload.idnps for e in run],
+                                                            PROFESSION_EVENTS)
+            facts += [deactivation_fact(e, previous.get(e.payload.idnps)) for e in run]
+        else:
+            for event in run:
+                facts += facts_of(event)
+    # Inserted in bulk just before the transaction commits, with the facts of the batch's other runs.
+    track_new_facts(session, facts)
 
 
 @batch_handler

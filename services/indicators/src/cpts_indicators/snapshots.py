@@ -28,8 +28,11 @@ import asyncio
 import hashlib
 import json
 from collections import defaultdict
+from dataclasses import fields
 from datetime import UTC, date, datetime
 from functools import cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -50,6 +53,7 @@ from cpts_indicators.domain.catalogue import Catalogue, catalogue
 from cpts_indicators.domain.facts import PROFESSIONAL_SCOPE, Fact
 from cpts_indicators.domain.masking import PublishedValue, publish
 from cpts_indicators.domain.periods import (
+    PARIS,
     Period,
     PeriodKind,
     local_day,
@@ -71,6 +75,7 @@ SNAPSHOT_SHARE = 0.2  # at most this share of the process's time goes to snapsho
 FINAL_SWEEP_SECONDS = 60.0
 PENDING_FACTS = "indicators.pending_facts"
 UNWRITTEN_FACTS = "indicators.unwritten_facts"
+RECORDED_AT = "indicators.recorded_at"
 MEMBERSHIP_EVENTS = (ProfessionalRegistered.__event_type__, MembershipChanged.__event_type__)
 
 Target = tuple[str, PeriodKind, Period]
@@ -78,15 +83,19 @@ Target = tuple[str, PeriodKind, Period]
 
 def track_new_facts(session: AsyncSession, facts: list[Fact], *, now: datetime | None = None) -> None:
     """Queue facts for this transaction: they are inserted in bulk (a few statements whatever the number of
-    handler calls) and their periods marked for a snapshot, just before it commits."""
+    handler calls) and their periods marked for a snapshot, just before it commits. The facts of a transaction
+    are recorded at one time, that of the first queued."""
+    if not facts:
+        return
     pending = session.info.get(PENDING_FACTS)
     if pending is None:
         pending = session.info[PENDING_FACTS] = []
         session.info[UNWRITTEN_FACTS] = []
+        session.info[RECORDED_AT] = now or datetime.now(UTC)
         sa.event.listen(session.sync_session, "before_commit", _before_commit, once=True)
     pending.extend(facts)
-    recorded_at = now or datetime.now(UTC)
-    session.info[UNWRITTEN_FACTS].extend((fact, recorded_at) for fact in facts)
+    recorded_at = session.info[RECORDED_AT]
+    session.info[UNWRITTEN_FACTS] += [(fact, recorded_at) for fact in facts]
 
 
 def write_pending_facts(session: Session) -> None:
@@ -105,26 +114,33 @@ def _recordset_type(column: sa.Column) -> str:
 
 
 _FACT_COLUMNS = [c.name for c in facts_table.c]
+# The facts as one JSON document, each as orjson writes a `Fact` (its fields); the time they were recorded as
+# one parameter for the whole statement.
+_RECORDED_AT = "recorded_at"
+_FACT_FIELDS = [c for c in facts_table.c if c.name != _RECORDED_AT]
 _FACT_RECORDSET = sa.text(
-    f"INSERT INTO {facts_table.name} ({', '.join(_FACT_COLUMNS)}) SELECT {', '.join(_FACT_COLUMNS)} "
-    "FROM json_to_recordset(CAST(:rows AS json)) AS u("
-    + ", ".join(f"{c.name} {_recordset_type(c)}" for c in facts_table.c)
-    + ") ON CONFLICT (event_id, cpts_id) DO NOTHING").bindparams(sa.bindparam("rows", type_=sa.Text()))
-_FACT_TIMES = [c.name for c in facts_table.c if isinstance(c.type, UtcDateTime)]
+    f"INSERT INTO {facts_table.name} ({', '.join(_FACT_COLUMNS)}) SELECT "
+    + ", ".join(f"CAST(:recorded_at AS timestamptz)" if name == _RECORDED_AT else name for name in _FACT_COLUMNS)
+    + " FROM json_to_recordset(CAST(:rows AS json)) AS u("
+    + ", ".join(f"{c.name} {_recordset_type(c)}" for c in _FACT_FIELDS)
+    + ") ON CONFLICT (event_id, cpts_id) DO NOTHING").bindparams(
+    sa.bindparam("rows", type_=sa.Text()), sa.bindparam("recorded_at", type_=UtcDateTime()))
+assert {f.name for f in fields(Fact)} == {c.name for c in _FACT_FIELDS}, "a Fact is written field by field"
 
 
 def _insert_facts(session: Session, facts: list[tuple[Fact, datetime]]) -> None:
     """Insert facts with the time each was recorded; a fact already there (same event and CPTS) is left."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        # One statement per chunk, the rows as one JSON document (encoded by orjson, read by the server): one
-        # plan, and no per-value encoding on this side.
-        for chunk in _chunks(facts, 5000):
-            rows = [{**fact.row(), "recorded_at": at} for fact, at in chunk]
-            for row in rows:
-                if any(row[name] is not None and row[name].tzinfo is None for name in _FACT_TIMES):
+        # One statement per chunk of facts recorded at the same time, the facts as one JSON document (encoded by
+        # orjson, read by the server): one plan, and no per-value encoding on this side.
+        for at, run in groupby(facts, key=itemgetter(1)):
+            run = [fact for fact, _ in run]
+            for fact in run:
+                if fact.event_time.tzinfo is None or (fact.ref_time is not None and fact.ref_time.tzinfo is None):
                     raise ValueError("naive datetime: the platform stores aware UTC timestamps only")
-            session.execute(_FACT_RECORDSET, {"rows": orjson.dumps(rows).decode()})
+            for chunk in _chunks(run, 5000):
+                session.execute(_FACT_RECORDSET, {"rows": orjson.dumps(chunk).decode(), "recorded_at": at})
         return
     statement = _facts_upsert(dialect)
     for chunk in _chunks(facts, 1000):
@@ -140,6 +156,7 @@ def _facts_upsert(dialect: str) -> sa.Insert:
 def _before_commit(session: Session) -> None:
     facts = session.info.pop(PENDING_FACTS, [])
     unwritten = session.info.pop(UNWRITTEN_FACTS, [])
+    session.info.pop(RECORDED_AT, None)
     if not facts:
         _insert_facts(session, unwritten)
         return
@@ -400,11 +417,12 @@ def _member_cpts(session: Session, subjects: set[str]) -> dict[str, set[str]]:
 # read from disk and reads the whole table instead, hashed or sorted, for every batch: 28 ms instead of 2 ms
 # for 440 pairs over 22,000 facts.
 _EARLIER_FACTS_BY_PAIRS = sa.text(
-    "SELECT p.cpts_id, p.entity, f.event_time, f.ref_time "
+    "SELECT p.cpts_id, p.entity, f.day "
     "FROM unnest(CAST(:cpts_ids AS text[]), CAST(:entities AS text[])) AS p(cpts_id, entity) "
-    f"CROSS JOIN LATERAL (SELECT event_time, ref_time FROM {facts_table.name} AS f "
-    "WHERE f.cpts_id = p.cpts_id AND f.entity = p.entity OFFSET 0) AS f"
-).columns(sa.column("cpts_id"), sa.column("entity"), facts_table.c.event_time, facts_table.c.ref_time)
+    f"CROSS JOIN LATERAL (SELECT DISTINCT unnest(ARRAY[(event_time AT TIME ZONE '{PARIS.key}')::date, "
+    f"(ref_time AT TIME ZONE '{PARIS.key}')::date]) AS day FROM {facts_table.name} AS f "
+    "WHERE f.cpts_id = p.cpts_id AND f.entity = p.entity OFFSET 0) AS f WHERE f.day IS NOT NULL"
+).columns(sa.column("cpts_id"), sa.column("entity"), sa.column("day"))
 
 
 @cache
@@ -422,18 +440,19 @@ def _earlier_times(session: Session, facts: list[Fact]) -> dict[tuple[str, str],
                     if fact.entity is not None and fact.cpts_id != PROFESSIONAL_SCOPE})
     out: dict[tuple[str, str], set[date]] = defaultdict(set)
     if session.get_bind().dialect.name == "postgresql":
-        # One index lookup per (CPTS, entity) pair, the pairs as two arrays: one statement, one plan.
-        results = [session.execute(_EARLIER_FACTS_BY_PAIRS, {"cpts_ids": [c for c, _ in chunk],
-                                                             "entities": [e for _, e in chunk]}).all()
-                   for chunk in _chunks(pairs, 5000)]
-    else:
-        cpts_ids = sorted({cpts_id for cpts_id, _ in pairs})
-        statement = _earlier_facts(session.get_bind().dialect.name)
-        results = [session.execute(statement, {"cpts_ids": cpts_ids, "entities": chunk}).all()
-                   for chunk in _chunks(sorted({entity for _, entity in pairs}))]
+        # One index lookup per (CPTS, entity) pair, the pairs as two arrays: one statement, one plan; the
+        # Paris days computed there, each once per pair.
+        for chunk in _chunks(pairs, 5000):
+            for cpts_id, entity, day in session.execute(_EARLIER_FACTS_BY_PAIRS, {
+                    "cpts_ids": [c for c, _ in chunk], "entities": [e for _, e in chunk]}):
+                out[(cpts_id, entity)].add(day)
+        return out
+    cpts_ids = sorted({cpts_id for cpts_id, _ in pairs})
+    statement = _earlier_facts(session.get_bind().dialect.name)
     wanted = set(pairs)
-    for rows in results:
-        for cpts_id, entity, event_time, ref_time in rows:
+    for chunk in _chunks(sorted({entity for _, entity in pairs})):
+        for cpts_id, entity, event_time, ref_time in session.execute(
+                statement, {"cpts_ids": cpts_ids, "entities": chunk}):
             if (cpts_id, entity) in wanted:
                 days = out[(cpts_id, entity)]
                 days.add(local_day(event_time))
