@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +17,7 @@ from cpts_snp_dispatch.repository import CptsView, ProfessionalView
 
 CPTS = "690049999"
 OTHER_CPTS = "690048888"
+T = TypeVar("T")
 
 # Lyon-area GPs: (idnps, family name, commune, lat, lon, SAS participant, CPTS, accepts en sus / weekly cap)
 TERRITORY = [
@@ -33,6 +36,29 @@ class Dispatch:
     database: object
     issuer: LocalIssuer
     cpts: str = CPTS
+    _away_armed: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.database.on_outbox_commit(self._outbox_committed)
+
+    def _outbox_committed(self) -> None:
+        if self._away_armed:
+            self._away_armed = False
+            self.database.sessions = _refused
+            self.database.transaction = _refused
+
+    async def away_after_commit(self, request: Awaitable[T]) -> T:
+        """Send `request` with the database going away right after the commit of its command (the first
+        transaction that writes events): every new session or transaction is refused from then on, until the
+        answer is in."""
+        sessions = self.database.sessions
+        self._away_armed = True
+        try:
+            return await request
+        finally:
+            self._away_armed = False
+            self.database.sessions = sessions
+            vars(self.database).pop("transaction", None)
 
     @staticmethod
     def at(hours: float) -> str:
@@ -78,6 +104,10 @@ async def dispatch(database_url, kafka_broker, topic_prefix, tmp_path):
             session.add(CptsView(cpts_id=CPTS, name="CPTS de l'Est lyonnais", communes=["69266", "69259", "69029"],
                                  departements=["69"], updated_at=now))
         yield Dispatch(client=client, database=database, issuer=issuer)
+
+
+def _refused(*_args, **_kwargs):
+    raise sa.exc.OperationalError("connect", {}, ConnectionRefusedError("database away"))
 
 
 def at(hours: float) -> str:

@@ -102,3 +102,69 @@ async def test_admins_query_the_trail_and_nobody_rewrites_it(dispatch):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"):
             async with d.database.transaction() as session:
                 await session.execute(sa.text(statement))
+
+
+async def test_a_command_and_its_audit_line_commit_together_and_it_is_answered_from_its_transaction(dispatch):
+    """The database going away just after a command's commit: the change is stored, so it is answered 201/200
+    with its record, and its audit line was committed with it (an audit written afterwards, in a transaction
+    of its own, would fail: a 503 for a stored change, whose retry is refused, and a hole in the trail)."""
+    from cpts_snp_dispatch import fhir_mapping as fm
+
+    d = dispatch
+    post, away = d.client.post, d.away_after_commit
+    intake = {"origin": "sas", "patient": PATIENT, "location": {"commune_insee": "69266"},
+              "reason_category": "fever", "urgency": "48h", "mt_none": True, "consent_mt_referral": True}
+    created = await away(post("/care-requests", headers=d.regulator, json=intake))
+    assert created.status_code == 201, created.text
+    request_id = created.json()["request_id"]
+    assert created.json()["status"] == "open" and created.json()["patient"]["family_name"] == "Lambert"
+
+    slot_id = await _slot(d)
+    booked = await away(post("/appointments", json={"slot_id": slot_id, "request_id": request_id},
+                             headers=d.regulator))
+    assert booked.status_code == 201, booked.text
+    appointment = booked.json()["appointment_id"]
+    assert (booked.json()["slot_id"], booked.json()["status"]) == (slot_id, "booked")
+    seen = await away(post(f"/appointments/{appointment}/outcome", json={"outcome": "fulfilled"},
+                           headers=d.professional("810100000001")))
+    assert seen.status_code == 200 and seen.json()["status"] == "fulfilled", seen.text
+
+    other_slot = await _slot(d, 5)
+    again = await _request(d)
+    rebooked = await post("/appointments", json={"slot_id": other_slot, "request_id": again}, headers=d.regulator)
+    assert rebooked.status_code == 201, rebooked.text
+    cancelled = await away(post(f"/appointments/{rebooked.json()['appointment_id']}/cancel",
+                                json={"reason": "patient"}, headers=d.regulator))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    en_sus = await away(post("/appointments/en-sus", json={"request_id": again, "idnps": "810100000001"},
+                             headers=d.regulator))
+    assert en_sus.status_code == 201 and en_sus.json()["kind"] == "en_sus", en_sus.text
+
+    to_close = await _request(d)
+    closed = await away(post(f"/care-requests/{to_close}/close", json={"orientation": "mmg",
+                                                                       "reason": "no_slot_in_window"},
+                             headers=d.regulator))
+    assert closed.status_code == 200 and closed.json()["status"] == "closed_without_slot", closed.text
+
+    body = {"resourceType": "Appointment", "meta": {"profile": [fm.APPOINTMENT_PROFILE]},
+            "identifier": [{"system": "urn:oid:1.1.111.1.11.1.1.1", "value": "rdv-away"}], "status": "booked",
+            "slot": [{"reference": f"Slot/{await _slot(d, 7)}"}],
+            "participant": [{"actor": {"identifier": {"system": fm.IDNPS_SYSTEM, "value": "810100000001"}},
+                             "status": "accepted"}]}
+    fhir_created = await away(post("/fhir/Appointment", json=body, headers=d.regulator))
+    assert fhir_created.status_code == 201, fhir_created.text
+    fhir_id = fhir_created.json()["id"]
+    fhir_cancelled = await away(d.client.put("/fhir/Appointment?identifier=urn:oid:1.1.111.1.11.1.1.1|rdv-away",
+                                             json={**body, "status": "cancelled"}, headers=d.regulator))
+    assert fhir_cancelled.status_code == 200 and fhir_cancelled.json()["status"] == "cancelled", fhir_cancelled.text
+
+    async def actions(record_id: str) -> list[tuple[str, str]]:
+        return [(action, purpose) for _, _, action, _, purpose in await _lines(d, record_id)]
+
+    assert await actions(request_id) == [("create", "intake"), ("read", "book")]
+    assert await actions(appointment) == [("create", "booking"), ("outcome", "care: outcome")]
+    assert await actions(rebooked.json()["appointment_id"]) == [("create", "booking"),
+                                                                ("cancel", "booking: cancellation")]
+    assert await actions(en_sus.json()["appointment_id"]) == [("create", "booking en sus")]
+    assert (await actions(to_close))[-2:] == [("read", "close without slot"), ("close", "close without slot")]
+    assert await actions(fhir_id) == [("create", "booking"), ("update", "booking: cancelled")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -66,6 +67,13 @@ from cpts_snp_dispatch.repository import (
 SOURCE = "/cpts/snp-dispatch"
 APPOINTMENT_IDENTIFIER_SYSTEM = "urn:cpts:snp-dispatch:appointment"
 LIVE_APPOINTMENT = ("booked", "fulfilled", "noshow")
+
+# Writes the audit line of a command on a patient's record (given the session and the record's id) in the
+# command's own transaction: the change and its line commit together or not at all. A line written after the
+# commit, in a transaction of its own, could fail (the database going away in between): the change would be
+# stored but answered 503, the client's retry refused (slot already booked, identifier already used), and the
+# trail would miss it.
+Audit = Callable[[AsyncSession, str], Awaitable[None]]
 
 
 def _now() -> datetime:
@@ -337,8 +345,10 @@ def _new_appointment(*, by: str, idnps: str, kind: str, request_id: str | None, 
 
 
 async def book_slot(*, database: Database, by: str, slot_id: str, request_id: str | None, hold_id: str | None = None,
-                    identifier: str | None = None, now: datetime | None = None) -> AppointmentRow:
-    """Book a slot, held by this request (`hold_id`) or free. One winner per slot; the others get 409."""
+                    identifier: str | None = None, now: datetime | None = None, audit: Audit | None = None
+                    ) -> AppointmentRow:
+    """Book a slot, held by this request (`hold_id`) or free. One winner per slot; the others get 409. `audit`
+    writes the booking's audit line in its transaction."""
     now = now or _now()
     try:
         async with database.transaction() as session:
@@ -365,6 +375,8 @@ async def book_slot(*, database: Database, by: str, slot_id: str, request_id: st
             await add_events(session, database, [_event(AppointmentBooked(
                 **_appointment_facts(appointment, professional, request), booked_at=now),
                 f"appointment/{appointment.appointment_id}")])
+            if audit is not None:
+                await audit(session, appointment.appointment_id)
     except IntegrityError as exc:
         # The partial unique index (or a reused identifier) caught what the conditional update let through.
         if identifier and "identifier" in str(exc.orig):
@@ -381,8 +393,9 @@ def week_bounds(moment: datetime) -> tuple[datetime, datetime]:
 
 
 async def book_en_sus(*, database: Database, by: str, request_id: str, idnps: str,
-                      now: datetime | None = None) -> AppointmentRow:
-    """Book a patient beyond the published slots of an effecteur who accepts it, within their weekly cap."""
+                      now: datetime | None = None, audit: Audit | None = None) -> AppointmentRow:
+    """Book a patient beyond the published slots of an effecteur who accepts it, within their weekly cap;
+    `audit` writes the booking's audit line in its transaction."""
     now = now or _now()
     async with database.transaction() as session:
         request = await _open_request(session, request_id, lock=True)
@@ -404,6 +417,8 @@ async def book_en_sus(*, database: Database, by: str, request_id: str, idnps: st
         await add_events(session, database, [_event(AppointmentBooked(
             **_appointment_facts(appointment, professional, request), booked_at=now),
             f"appointment/{appointment.appointment_id}")])
+        if audit is not None:
+            await audit(session, appointment.appointment_id)
     return appointment
 
 
@@ -427,8 +442,9 @@ async def _cancel(session: AsyncSession, appointment: AppointmentRow, profession
 
 
 async def cancel_appointment(*, database: Database, appointment_id: str, reason: str,
-                             now: datetime | None = None) -> AppointmentRow:
-    """Cancel a booked appointment; its slot is free again if it has not started."""
+                             now: datetime | None = None, audit: Audit | None = None) -> AppointmentRow:
+    """Cancel a booked appointment; its slot is free again if it has not started. `audit` writes the
+    cancellation's audit line in its transaction."""
     now = now or _now()
     async with database.transaction() as session:
         appointment = await _appointment(session, appointment_id)
@@ -441,17 +457,22 @@ async def cancel_appointment(*, database: Database, appointment_id: str, reason:
                                                         SlotRow.status == "booked")
                                .values(status="free", updated_at=now))
         await add_events(session, database, [event])
+        if audit is not None:
+            await audit(session, appointment_id)
     return appointment
 
 
 async def record_outcome(*, database: Database, appointment_id: str, outcome: str,
-                         now: datetime | None = None) -> AppointmentRow:
+                         now: datetime | None = None, audit: Audit | None = None) -> AppointmentRow:
     """Record that the patient was seen (fulfilled) or did not come (noshow). A patient seen without a médecin
-    traitant who consented to be referred is announced to patient matching."""
+    traitant who consented to be referred is announced to patient matching. `audit` writes the audit line in
+    its transaction (an outcome recorded again changes nothing but is audited too)."""
     now = now or _now()
     async with database.transaction() as session:
         appointment = await _appointment(session, appointment_id)
         if appointment.status == outcome:
+            if audit is not None:
+                await audit(session, appointment_id)
             return appointment
         if appointment.status not in ("booked", "fulfilled", "noshow"):
             raise InvalidTransition(f"the appointment is {appointment.status}", field="status")
@@ -472,6 +493,8 @@ async def record_outcome(*, database: Database, appointment_id: str, outcome: st
                                         birth_date=request.birth_date, sex=request.sex, phone=request.phone,
                                         ins_nir=request.ins_nir)), f"care-request/{request.request_id}"))
         await add_events(session, database, events)
+        if audit is not None:
+            await audit(session, appointment_id)
     return appointment
 
 
@@ -510,7 +533,8 @@ async def cpts_of_commune(session: AsyncSession, insee: str) -> str | None:
 
 
 async def create_care_request(*, database: Database, by: str, request: NewCareRequest,
-                              now: datetime | None = None) -> CareRequestRow:
+                              now: datetime | None = None, audit: Audit | None = None) -> CareRequestRow:
+    """Record a care request and announce it; `audit` writes its audit line in the same transaction."""
     now = now or _now()
     commune = communes().get(request.commune_insee)
     async with database.transaction() as session:
@@ -525,12 +549,16 @@ async def create_care_request(*, database: Database, by: str, request: NewCareRe
             departement=row.departement, urgency=row.urgency, reason_category=row.reason_category,
             has_mt=row.mt_idnps is not None, age_band=age_band(row.birth_date, now.astimezone(PARIS).date()),
             received_at=now), f"care-request/{row.request_id}")])
+        if audit is not None:
+            await audit(session, row.request_id)
     return row
 
 
 async def close_without_slot(*, database: Database, request_id: str, orientation: str, reason: str,
-                             comment: str | None, now: datetime | None = None) -> CareRequestRow:
-    """Nothing fitted: close the request with the orientation given to the patient and why."""
+                             comment: str | None, now: datetime | None = None, audit: Audit | None = None
+                             ) -> CareRequestRow:
+    """Nothing fitted: close the request with the orientation given to the patient and why; `audit` writes the
+    closing's audit line in its transaction."""
     now = now or _now()
     async with database.transaction() as session:
         request = await _open_request(session, request_id, lock=True)
@@ -542,4 +570,6 @@ async def close_without_slot(*, database: Database, request_id: str, orientation
             commune_insee=request.commune_insee, departement=request.departement, urgency=request.urgency,
             orientation=orientation, reason=reason, received_at=request.received_at, closed_at=now),
             f"care-request/{request_id}")])
+        if audit is not None:
+            await audit(session, request_id)
     return request

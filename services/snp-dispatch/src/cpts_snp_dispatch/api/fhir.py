@@ -31,7 +31,7 @@ from cpts_platform.ratelimit import rate_limited
 from cpts_platform.service import DatabaseDep, ReadSessionDep
 from cpts_snp_dispatch import fhir_mapping as fm
 from cpts_snp_dispatch import handlers
-from cpts_snp_dispatch.api.routes import audit_access, manages_professional
+from cpts_snp_dispatch.api.routes import audit_access, audited, manages_professional
 from cpts_snp_dispatch.domain.errors import DispatchError
 from cpts_snp_dispatch.queries import audience_for
 from cpts_snp_dispatch.repository import AppointmentRow, CptsView, ProfessionalView, ScheduleRow, SlotRow
@@ -315,8 +315,8 @@ async def create_appointment(request: Request, principal: Booker, database: Data
     slot = await _slot_of(session, principal, wanted)
     await session.close()
     row = await handlers.book_slot(database=database, by=principal.subject, slot_id=slot.slot_id,
-                                   request_id=None, identifier=wanted.identifier)
-    await audit_access(database, principal, "create", row.appointment_id, "booking")
+                                   request_id=None, identifier=wanted.identifier,
+                                   audit=audited(principal, "create", "booking"))
     return _fhir(fm.appointment(row), 201, location=_url(request, "Appointment", row.appointment_id))
 
 
@@ -362,14 +362,18 @@ async def update_appointment(request: Request, principal: Booker, database: Data
         raise fm.FhirError(400, "Appointment.identifier differs from the identifier searched.",
                            expression="Appointment.identifier")
     await session.close()
+    # A change writes its audit line in its own transaction; a status stated again changes nothing, and its
+    # line is committed before the appointment is served, as for a read.
+    audit_line = audited(principal, "update", f"booking: {wanted.status}")
     if wanted.status == "cancelled" and row.status != "cancelled":
         row = await handlers.cancel_appointment(database=database, appointment_id=row.appointment_id,
-                                                reason=wanted.cancel_reason or "other")
+                                                reason=wanted.cancel_reason or "other", audit=audit_line)
     elif wanted.status in ("fulfilled", "noshow"):
         row = await handlers.record_outcome(database=database, appointment_id=row.appointment_id,
-                                            outcome=wanted.status)
+                                            outcome=wanted.status, audit=audit_line)
     elif wanted.status != row.status:
         raise fm.FhirError(409, f"The appointment is {row.status}: it cannot become {wanted.status}.",
                            expression="Appointment.status", code="conflict")
-    await audit_access(database, principal, "update", row.appointment_id, f"booking: {wanted.status}")
+    else:
+        await audit_access(database, principal, "update", row.appointment_id, f"booking: {wanted.status}")
     return _fhir(fm.appointment(row))

@@ -8,6 +8,7 @@ from typing import Annotated, Callable
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cpts_geo import communes
 from cpts_platform import audit
@@ -111,6 +112,18 @@ async def _request_for(database: Database, principal: Principal, request_id: str
         await audit.record(write, principal, action="read", record_type="care_request", record_id=request_id,
                            purpose=purpose)
     return request
+
+
+def audited(principal: Principal, action: str, purpose: str, *, record_type: str = "appointment"
+            ) -> handlers.Audit:
+    """The audit line of a command (a booking, a cancellation, an outcome, a closing...), which its handler
+    writes in the command's own transaction: the change and its line commit together, and the answer is built
+    from what that transaction returns, so a change that is stored is never answered 503 for want of its
+    line."""
+    async def write(session: AsyncSession, record_id: str) -> None:
+        await audit.record(session, principal, action=action, record_type=record_type, record_id=record_id,
+                           purpose=purpose)
+    return write
 
 
 # --- Slots -------------------------------------------------------------------------------------------------
@@ -295,18 +308,16 @@ async def create_care_request(body: CareRequestIn, principal: Dispatcher, databa
                             field="consent_mt_referral")
     insee, lat, lon, located_by = _resolve_location(body)
     cpts_id = _check_intake(principal, body, communes().get(insee).departement)
-    row = await handlers.create_care_request(database=database, by=principal.subject, now=now,
-                                             request=handlers.NewCareRequest(
+    request = handlers.NewCareRequest(
         origin=body.origin, cpts_id=cpts_id, family_name=body.patient.family_name,
         given_name=body.patient.given_name, birth_date=body.patient.birth_date, sex=body.patient.sex,
         phone=body.patient.phone, ins_nir=body.patient.ins_nir, commune_insee=insee, address=body.location.address,
         lat=lat, lon=lon, located_by=located_by, reason_category=body.reason_category,
         reason_text=body.reason_text, urgency=body.urgency, needs_home_visit=body.needs_home_visit,
         teleconsultation_ok=body.teleconsultation_ok, mt_idnps=body.mt_idnps,
-        consent_mt_referral=body.consent_mt_referral))
-    async with database.transaction() as session:
-        await audit.record(session, principal, action="create", record_type="care_request",
-                           record_id=row.request_id, purpose="intake")
+        consent_mt_referral=body.consent_mt_referral)
+    row = await handlers.create_care_request(database=database, by=principal.subject, request=request, now=now,
+                                             audit=audited(principal, "create", "intake", record_type="care_request"))
     return _request_public(row)
 
 
@@ -342,9 +353,9 @@ async def candidates(request_id: str, principal: Dispatcher, database: DatabaseD
                     summary="Clore sans créneau, avec l'orientation donnée au patient et la raison.")
 async def close(request_id: str, body: CloseIn, principal: Dispatcher, database: DatabaseDep) -> CareRequestPublic:
     await _request_for(database, principal, request_id, purpose="close without slot")
-    row = await handlers.close_without_slot(database=database, request_id=request_id, orientation=body.orientation,
-                                            reason=body.reason, comment=body.comment)
-    await audit_access(database, principal, "close", request_id, "close without slot", record_type="care_request")
+    row = await handlers.close_without_slot(
+        database=database, request_id=request_id, orientation=body.orientation, reason=body.reason,
+        comment=body.comment, audit=audited(principal, "close", "close without slot", record_type="care_request"))
     return _request_public(row)
 
 
@@ -357,8 +368,8 @@ def _appointment_public(row: AppointmentRow) -> AppointmentPublic:
 
 async def audit_access(database: Database, principal: Principal, action: str, record_id: str, purpose: str,
                        *, record_type: str = "appointment") -> None:
-    """An access to an appointment (or a change of a care request) in the audit trail, committed before the
-    record is served."""
+    """A read of an appointment (or a FHIR update stating its status again, which changes nothing) in the audit
+    trail, committed before the record is served. A change writes its line in its own transaction (`audited`)."""
     async with database.transaction() as session:
         await audit.record(session, principal, action=action, record_type=record_type, record_id=record_id,
                            purpose=purpose)
@@ -377,8 +388,8 @@ async def book(body: AppointmentIn, principal: Booker, database: DatabaseDep) ->
     if body.request_id is None:
         await _managed_professional(database, principal, slot.idnps)
     row = await handlers.book_slot(database=database, by=principal.subject, slot_id=body.slot_id,
-                                   request_id=body.request_id, hold_id=body.hold_id)
-    await audit_access(database, principal, "create", row.appointment_id, "booking")
+                                   request_id=body.request_id, hold_id=body.hold_id,
+                                   audit=audited(principal, "create", "booking"))
     return _appointment_public(row)
 
 
@@ -387,8 +398,7 @@ async def book(body: AppointmentIn, principal: Booker, database: DatabaseDep) ->
 async def book_en_sus(body: EnSusIn, principal: Dispatcher, database: DatabaseDep) -> AppointmentPublic:
     await _request_for(database, principal, body.request_id, purpose="book en sus")
     row = await handlers.book_en_sus(database=database, by=principal.subject, request_id=body.request_id,
-                                     idnps=body.idnps)
-    await audit_access(database, principal, "create", row.appointment_id, "booking en sus")
+                                     idnps=body.idnps, audit=audited(principal, "create", "booking en sus"))
     return _appointment_public(row)
 
 
@@ -423,8 +433,8 @@ async def read_appointment(appointment_id: str, principal: Booker, database: Dat
 async def cancel(appointment_id: str, body: CancelIn, principal: Booker, database: DatabaseDep
                  ) -> AppointmentPublic:
     await _appointment_for(database, principal, appointment_id)
-    row = await handlers.cancel_appointment(database=database, appointment_id=appointment_id, reason=body.reason)
-    await audit_access(database, principal, "cancel", appointment_id, "booking: cancellation")
+    row = await handlers.cancel_appointment(database=database, appointment_id=appointment_id, reason=body.reason,
+                                            audit=audited(principal, "cancel", "booking: cancellation"))
     return _appointment_public(row)
 
 
@@ -433,8 +443,8 @@ async def cancel(appointment_id: str, body: CancelIn, principal: Booker, databas
 async def outcome(appointment_id: str, body: OutcomeIn, principal: Booker, database: DatabaseDep
                   ) -> AppointmentPublic:
     await _appointment_for(database, principal, appointment_id)
-    row = await handlers.record_outcome(database=database, appointment_id=appointment_id, outcome=body.outcome)
-    await audit_access(database, principal, "outcome", appointment_id, "care: outcome")
+    row = await handlers.record_outcome(database=database, appointment_id=appointment_id, outcome=body.outcome,
+                                        audit=audited(principal, "outcome", "care: outcome"))
     return _appointment_public(row)
 
 
