@@ -4,10 +4,11 @@ with tokens from the local issuer and helpers to enrol patients and read the out
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from cpts_platform.testing import running_service, settings_for
 
 CPTS = "690049999"
 OTHER_CPTS = "690048888"
+T = TypeVar("T")
 
 
 def nir(sex: str = "2", year: str = "50", month: str = "03", place: str = "69266", order: str = "012") -> str:
@@ -49,6 +51,29 @@ class Matching:
     other_cpts: str = OTHER_CPTS
     body = staticmethod(patient_body)
     nir = staticmethod(nir)
+    _away_armed: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.database.on_outbox_commit(self._outbox_committed)
+
+    def _outbox_committed(self) -> None:
+        if self._away_armed:
+            self._away_armed = False
+            self.database.sessions = _refused
+            self.database.transaction = _refused
+
+    async def away_after_commit(self, request: Awaitable[T]) -> T:
+        """Send `request` with the database going away right after the commit of its command (the first
+        transaction that writes events): every new session or transaction is refused from then on, until the
+        answer is in."""
+        sessions = self.database.sessions
+        self._away_armed = True
+        try:
+            return await request
+        finally:
+            self._away_armed = False
+            self.database.sessions = sessions
+            vars(self.database).pop("transaction", None)
 
     def headers(self, role: str, **claims) -> dict[str, str]:
         token = self.issuer.mint(subject=f"{role}-user", roles=[role], **claims)
@@ -104,6 +129,10 @@ class Matching:
                                commune_insee=commune, cpts_ids=cpts_ids or [CPTS], active=True,
                                accepting=True, new_patients_per_month=capacity, publics=publics or ["adults"],
                                lat=lat, lon=lon, updated_at=datetime.now(UTC)))
+
+
+def _refused(*_args, **_kwargs):
+    raise sa.exc.OperationalError("connect", {}, ConnectionRefusedError("database away"))
 
 
 @asynccontextmanager

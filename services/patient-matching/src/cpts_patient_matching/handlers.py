@@ -2,8 +2,10 @@
 outbox and its audit lines, in one transaction.
 
 Enrolment (`enrol`) works in a session it is given, so that the API, the CSV import and the consumer of the
-SAS's "patient without MT seen" events share it. Every patient transition emits an event and an audit line;
-the actor of automatic transitions (expiry, scheduled rounds, enrolment from an event) is a system principal.
+SAS's "patient without MT seen" events share it. The other commands the API answers with a record take a
+`reply` that reads that answer (and audits what it serves) in the command's transaction. Every patient
+transition emits an event and an audit line; the actor of automatic transitions (expiry, scheduled rounds,
+enrolment from an event) is a system principal.
 
 Concurrency: commands on a patient lock its row first (then its proposal); a round locks the waiting
 patients of its CPTS that it reads (PostgreSQL `FOR UPDATE`; SQLite serialises units of work with `BEGIN
@@ -17,9 +19,10 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -101,6 +104,19 @@ SYSTEM = Principal(subject="system:patient-matching", roles=frozenset())
 """The actor of automatic transitions (expiry, scheduled rounds, daily priority refresh)."""
 ROUND_LOCK_NAMESPACE = "cpts.patient-matching.round:"
 ENROL_LOCK_NAMESPACE = "cpts.patient-matching.enrol:"
+
+R = TypeVar("R")
+T = TypeVar("T")
+# Reads a command's answer in its transaction, from what the command returns (the record, the answer to a
+# proposal...): a read in a session of its own, after the commit, could fail (the database going away in
+# between) and answer 503 for a change that is stored, whose retry is then refused (already answered, already
+# resolved). Its queries flush the command's pending rows; an audit line it writes commits with the change.
+Reply = Callable[[AsyncSession, R], Awaitable[T]]
+
+
+async def _itself(_session: AsyncSession, result: Any) -> Any:
+    """The default reply: what the command returns."""
+    return result
 
 
 def _now() -> datetime:
@@ -490,8 +506,10 @@ async def _patient(session: AsyncSession, cpts_id: str, patient_id: str, *, lock
 
 
 async def update_patient(database: Database, *, cpts_id: str, patient_id: str, changes: PatientChanges,
-                         by: Principal, weights: PriorityWeights, now: datetime | None = None) -> PatientRow:
-    """Correct or complete a record (identity, contact, commune, mobility, priority facts)."""
+                         by: Principal, weights: PriorityWeights, now: datetime | None = None,
+                         reply: Reply[PatientRow, T] = _itself) -> T:
+    """Correct or complete a record (identity, contact, commune, mobility, priority facts); returns the
+    record, or what `reply` reads of it in the same transaction."""
     now = now or _now()
     today = paris_today(now)
     async with database.transaction() as session:
@@ -547,18 +565,19 @@ async def update_patient(database: Database, *, cpts_id: str, patient_id: str, c
                 await _flag_near_duplicates(session, row, now)
         await audit_many(session, by, action="update", record_ids=[patient_id],
                          purpose="correction: " + (", ".join(changed) or "nothing changed"))
-    return row
+        return await reply(session, row)
 
 
 async def end_wait(database: Database, *, cpts_id: str, patient_id: str, outcome: str, reason: str,
-                   by: Principal, now: datetime | None = None) -> PatientRow:
+                   by: Principal, now: datetime | None = None, reply: Reply[PatientRow, T] = _itself) -> T:
     """The patient leaves the list: `withdrawn` (with a reason) or `found_elsewhere` (an MT by other means).
-    A pending proposal is cancelled (it no longer uses the GP's capacity)."""
+    A pending proposal is cancelled (it no longer uses the GP's capacity). Returns the record, or what `reply`
+    reads of it in the same transaction."""
     now = now or _now()
     async with database.transaction() as session:
         row = await _patient(session, cpts_id, patient_id)
         if row.status == outcome:
-            return row
+            return await reply(session, row)
         _set_status(row, outcome, now)
         row.ended_reason = reason
         await _cancel_pending(session, row.patient_id, now)
@@ -572,7 +591,7 @@ async def end_wait(database: Database, *, cpts_id: str, patient_id: str, outcome
         await _emit(session, [event])
         await audit_many(session, by, action=outcome.replace("_", "-")[:20], record_ids=[patient_id],
                          purpose=reason)
-    return row
+        return await reply(session, row)
 
 
 async def _pending(session: AsyncSession, patient_id: str) -> ProposalRow | None:
@@ -594,12 +613,15 @@ async def _cancel_pending(session: AsyncSession, patient_id: str, now: datetime)
 
 async def resolve_duplicate(database: Database, *, cpts_id: str, candidate_id: str, decision: str,
                             keep: str | None, by: Principal, weights: PriorityWeights,
-                            now: datetime | None = None) -> tuple[DuplicateRow, PatientRow | None]:
+                            now: datetime | None = None,
+                            reply: Reply[tuple[DuplicateRow, PatientRow | None], T] = _itself) -> T:
     """Decide on a near duplicate: `keep_separate`, or `merge` into `keep` (default: the older record).
 
     A merge keeps the earliest enrolment (the waiting time is the person's), adds up the priority facts and
     exclusions, completes the identity, and moves a pending proposal to the surviving record. A record whose
-    médecin traitant was declared can only be the survivor; two pending proposals must be answered first."""
+    médecin traitant was declared can only be the survivor; two pending proposals must be answered first.
+    Returns the candidate and the surviving record (None unless merged), or what `reply` reads of them in the
+    same transaction."""
     now = now or _now()
     async with database.transaction() as session:
         candidate = await session.get(DuplicateRow, candidate_id, with_for_update=True)
@@ -613,13 +635,13 @@ async def resolve_duplicate(database: Database, *, cpts_id: str, candidate_id: s
         if lc.MERGED in (a.status, b.status):
             candidate.status, candidate.resolved_at, candidate.resolved_by = "obsolete", now, by.subject
             session.add(candidate)
-            return candidate, None
+            return await reply(session, (candidate, None))
         candidate.resolved_at, candidate.resolved_by = now, by.subject
         if decision == "keep_separate":
             candidate.status = "kept_separate"
             session.add(candidate)
             await audit_many(session, by, action="review", record_ids=ids, purpose="duplicate: kept separate")
-            return candidate, None
+            return await reply(session, (candidate, None))
         if keep is not None and keep not in rows:
             raise InvalidPatient("keep must be one of the two records", field="keep")
         declared = [r for r in (a, b) if r.status == lc.MT_DECLARED]
@@ -647,7 +669,7 @@ async def resolve_duplicate(database: Database, *, cpts_id: str, candidate_id: s
         await _emit(session, events)
         await audit_many(session, by, action="merge", record_ids=[survivor.patient_id, absorbed.patient_id],
                          purpose=f"duplicate merged into {survivor.patient_id}")
-        return candidate, survivor
+        return await reply(session, (candidate, survivor))
 
 
 async def _merge(session: AsyncSession, survivor: PatientRow, absorbed: PatientRow, moved: ProposalRow | None,
@@ -758,12 +780,13 @@ class Answer:
 
 
 async def answer_proposal(database: Database, *, proposal_id: str, accept: bool, by: Principal,
-                          declined_by: str = "gp", reason: str | None = None, now: datetime | None = None
-                          ) -> Answer:
+                          declined_by: str = "gp", reason: str | None = None, now: datetime | None = None,
+                          reply: Reply[Answer, T] = _itself) -> T:
     """The GP accepts (the patient's médecin traitant is declared) or declines; or the patient declines.
 
     A decline sends the patient back to waiting and excludes that GP for them for good. An answer after the
-    deadline finds the proposal expired (`Answer.expired`; the caller answers 409)."""
+    deadline finds the proposal expired (`Answer.expired`; the caller answers 409, the expiry being stored).
+    Returns the `Answer`, or what `reply` reads of it in the same transaction."""
     now = now or _now()
     async with database.transaction() as session:
         proposal, patient = await _proposal_and_patient(session, proposal_id)
@@ -775,7 +798,7 @@ async def answer_proposal(database: Database, *, proposal_id: str, accept: bool,
             await _emit(session, [event])
             await audit_many(session, SYSTEM, action="expire", record_ids=[patient.patient_id],
                              purpose=f"proposal {proposal_id} expired")
-            return Answer(proposal, patient, expired=True)
+            return await reply(session, Answer(proposal, patient, expired=True))
         facts = _proposal_facts(proposal, patient)
         proposal.decided_at, proposal.decided_by = now, by.subject
         if accept:
@@ -797,7 +820,7 @@ async def answer_proposal(database: Database, *, proposal_id: str, accept: bool,
         session.add_all([proposal, patient])
         await _emit(session, events)
         await audit_many(session, by, action=action, record_ids=[patient.patient_id], purpose=purpose)
-        return Answer(proposal, patient)
+        return await reply(session, Answer(proposal, patient))
 
 
 async def expire_due(database: Database, *, now: datetime | None = None, limit: int = 500) -> int:

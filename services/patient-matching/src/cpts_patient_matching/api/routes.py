@@ -5,7 +5,9 @@ Who sees what: the coordinator and the secretaries of a CPTS manage its patients
 the coordinator runs rounds; a GP sees the proposals addressed to them, with the patient's contact while the
 proposal is pending or accepted; the ARS sees nothing individual (403). A patient, a proposal or a duplicate
 outside the caller's scope answers 404: its existence is private. Every read of a patient record is audited
-(committed) before it is served.
+(committed) before it is served. A command answered with the record (a correction, a withdrawal, a merge, an
+answer to a proposal) reads and audits that answer in its own transaction: a change that is stored is never
+answered 503 for a read after its commit.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from cpts_patient_matching.domain import lifecycle as lc
 from cpts_patient_matching.domain.errors import InvalidTransition, MatchingError
 from cpts_patient_matching.domain.intake import paris_today
 from cpts_patient_matching.domain.priority import Ranked, compare
-from cpts_patient_matching.repository import PatientRow, ProposalRow, RoundRow, get_gp
+from cpts_patient_matching.repository import DuplicateRow, PatientRow, ProposalRow, RoundRow, get_gp
 from cpts_patient_matching.settings import Settings
 from cpts_platform import audit
 from cpts_platform.auth import Principal, Role, ensure, require_roles
@@ -122,6 +124,18 @@ async def _read_patient(database: Database, principal: Principal, cpts_id: str, 
         row = await _visible_patient(session, principal, cpts_id, patient_id)
         await _audit(database, principal, [patient_id], purpose)
         return await queries.patient_public(session, row, weights=settings.priority, now=_now())
+
+
+async def _served(session: AsyncSession, principal: Principal, row: PatientRow, *, settings: Settings,
+                  purpose: str) -> PatientPublic:
+    """The record a command answers with, read and audited in the command's transaction."""
+    await handlers.audit_many(session, principal, action="read", record_ids=[row.patient_id], purpose=purpose)
+    return await queries.patient_public(session, row, weights=settings.priority, now=_now())
+
+
+def _patient_reply(principal: Principal, settings: Settings, purpose: str
+                   ) -> handlers.Reply[PatientRow, PatientPublic]:
+    return lambda session, row: _served(session, principal, row, settings=settings, purpose=purpose)
 
 
 # --- Patients -----------------------------------------------------------------------------------------------
@@ -213,9 +227,11 @@ async def update_patient(cpts_id: CptsId, patient_id: str, body: PatientUpdateIn
         needs_home_visit=mobility.needs_home_visit
         if mobility and "needs_home_visit" in mobility.model_fields_set else None,
         facts=_facts(body.priority) if body.priority and "priority" in fields else None)
-    await handlers.update_patient(database, cpts_id=cpts_id, patient_id=patient_id, changes=changes,
-                                  by=principal, weights=settings.priority)
-    return await _read_patient(database, principal, cpts_id, patient_id, settings=settings, purpose="update")
+    await session.close()  # the check's connection goes back to the pool before the unit of work takes one
+    await handlers.expire_due(database)  # overdue proposals, as before any read of the record
+    return await handlers.update_patient(database, cpts_id=cpts_id, patient_id=patient_id, changes=changes,
+                                         by=principal, weights=settings.priority,
+                                         reply=_patient_reply(principal, settings, "update"))
 
 
 @patients.post("/patients/{patient_id}/withdraw", response_model=PatientPublic,
@@ -223,10 +239,10 @@ async def update_patient(cpts_id: CptsId, patient_id: str, body: PatientUpdateIn
 async def withdraw(cpts_id: CptsId, patient_id: str, body: WithdrawIn, principal: Guichet,
                    database: DatabaseDep, session: ReadSessionDep, runtime: RuntimeDep) -> PatientPublic:
     await _visible_patient(session, principal, cpts_id, patient_id)
-    await handlers.end_wait(database, cpts_id=cpts_id, patient_id=patient_id, outcome=lc.WITHDRAWN,
-                            reason=body.reason, by=principal)
-    return await _read_patient(database, principal, cpts_id, patient_id, settings=_settings(runtime),
-                               purpose="withdrawal")
+    await session.close()
+    return await handlers.end_wait(database, cpts_id=cpts_id, patient_id=patient_id, outcome=lc.WITHDRAWN,
+                                   reason=body.reason, by=principal,
+                                   reply=_patient_reply(principal, _settings(runtime), "withdrawal"))
 
 
 @patients.post("/patients/{patient_id}/found-elsewhere", response_model=PatientPublic,
@@ -234,10 +250,10 @@ async def withdraw(cpts_id: CptsId, patient_id: str, body: WithdrawIn, principal
 async def found_elsewhere(cpts_id: CptsId, patient_id: str, principal: Guichet, database: DatabaseDep,
                           session: ReadSessionDep, runtime: RuntimeDep) -> PatientPublic:
     await _visible_patient(session, principal, cpts_id, patient_id)
-    await handlers.end_wait(database, cpts_id=cpts_id, patient_id=patient_id, outcome=lc.FOUND_ELSEWHERE,
-                            reason="found_elsewhere", by=principal)
-    return await _read_patient(database, principal, cpts_id, patient_id, settings=_settings(runtime),
-                               purpose="found elsewhere")
+    await session.close()
+    return await handlers.end_wait(
+        database, cpts_id=cpts_id, patient_id=patient_id, outcome=lc.FOUND_ELSEWHERE, reason="found_elsewhere",
+        by=principal, reply=_patient_reply(principal, _settings(runtime), "found elsewhere"))
 
 
 @patients.get("/patients/{patient_id}/priority", response_model=PriorityPublic,
@@ -300,14 +316,17 @@ async def resolve_duplicate(cpts_id: CptsId, candidate_id: str, body: ResolveIn,
     if not principal.can_access_cpts(cpts_id):
         raise ProblemError(404, f"No duplicate candidate {candidate_id}.")
     settings = _settings(runtime)
-    candidate, kept = await handlers.resolve_duplicate(
+
+    async def reply(session: AsyncSession, resolved: tuple[DuplicateRow, PatientRow | None]) -> ResolveResult:
+        candidate, kept = resolved
+        public = None if kept is None else await _served(session, principal, kept, settings=settings,
+                                                         purpose="duplicate merged")
+        return ResolveResult(candidate_id=candidate.candidate_id, status=candidate.status, kept=public)
+
+    await handlers.expire_due(database)  # overdue proposals, as before any read of the records
+    return await handlers.resolve_duplicate(
         database, cpts_id=cpts_id, candidate_id=candidate_id, decision=body.decision, keep=body.keep,
-        by=principal, weights=settings.priority)
-    public = None
-    if kept is not None:
-        public = await _read_patient(database, principal, cpts_id, kept.patient_id, settings=settings,
-                                     purpose="duplicate merged")
-    return ResolveResult(candidate_id=candidate.candidate_id, status=candidate.status, kept=public)
+        by=principal, weights=settings.priority, reply=reply)
 
 
 # --- Rounds -------------------------------------------------------------------------------------------------
@@ -372,11 +391,18 @@ async def list_proposals(cpts_id: CptsId, principal: Guichet, database: Database
 async def patient_decline(cpts_id: CptsId, proposal_id: str, body: PatientDeclineIn, principal: Guichet,
                           database: DatabaseDep) -> ProposalPublic:
     await _cpts_proposal(database, principal, cpts_id, proposal_id)
-    answer = await handlers.answer_proposal(database, proposal_id=proposal_id, accept=False, by=principal,
-                                            declined_by="patient", reason=body.reason)
+
+    async def reply(session: AsyncSession, answer: handlers.Answer
+                    ) -> tuple[handlers.Answer, ProposalPublic | None]:
+        if answer.expired:
+            return answer, None
+        return answer, (await queries.proposals_public(session, [answer.proposal]))[0]
+
+    answer, public = await handlers.answer_proposal(
+        database, proposal_id=proposal_id, accept=False, by=principal, declined_by="patient", reason=body.reason,
+        reply=reply)
     _raise_if_expired(answer)
-    async with database.sessions() as session:
-        return (await queries.proposals_public(session, [answer.proposal]))[0]
+    return public
 
 
 async def _cpts_proposal(database: Database, principal: Principal, cpts_id: str, proposal_id: str
@@ -420,6 +446,23 @@ async def _gp_view(database: Database, principal: Principal, row: ProposalRow) -
     return view
 
 
+GpAnswer = tuple[handlers.Answer, GpProposal | None]
+
+
+def _gp_reply(principal: Principal) -> handlers.Reply[handlers.Answer, GpAnswer]:
+    """The GP's view of the answered proposal, built (and the patient's contact it shows audited) in the
+    answer's transaction; none when the proposal had expired (the route answers 409)."""
+    async def reply(session: AsyncSession, answer: handlers.Answer) -> GpAnswer:
+        if answer.expired:
+            return answer, None
+        view = queries.gp_proposal(answer.proposal, answer.patient, _now())
+        if view.patient is not None:
+            await handlers.audit_many(session, principal, action="read", record_ids=[answer.patient.patient_id],
+                                      purpose=f"proposal {answer.proposal.proposal_id}")
+        return answer, view
+    return reply
+
+
 @proposals.get("", response_model=GpProposalPage,
                summary="Mes propositions de nouveaux patients (médecin), avec de quoi appeler le patient.")
 async def my_proposals(principal: Gp, database: DatabaseDep,
@@ -456,9 +499,10 @@ async def read_proposal(proposal_id: str, principal: GpOrGuichet, database: Data
                 responses={409: {"description": "Proposition expirée ou déjà traitée."}})
 async def accept(proposal_id: str, principal: GpOrGuichet, database: DatabaseDep) -> GpProposal:
     await _gp_proposal(database, principal, proposal_id)
-    answer = await handlers.answer_proposal(database, proposal_id=proposal_id, accept=True, by=principal)
+    answer, view = await handlers.answer_proposal(database, proposal_id=proposal_id, accept=True,
+                                                  by=principal, reply=_gp_reply(principal))
     _raise_if_expired(answer)
-    return await _gp_view(database, principal, answer.proposal)
+    return view
 
 
 @proposals.post("/{proposal_id}/decline", response_model=GpProposal,
@@ -467,10 +511,11 @@ async def accept(proposal_id: str, principal: GpOrGuichet, database: DatabaseDep
 async def decline(proposal_id: str, body: GpDeclineIn, principal: GpOrGuichet, database: DatabaseDep
                   ) -> GpProposal:
     await _gp_proposal(database, principal, proposal_id)
-    answer = await handlers.answer_proposal(database, proposal_id=proposal_id, accept=False, by=principal,
-                                            declined_by="gp", reason=body.reason)
+    answer, view = await handlers.answer_proposal(database, proposal_id=proposal_id, accept=False,
+                                                  by=principal, declined_by="gp", reason=body.reason,
+                                                  reply=_gp_reply(principal))
     _raise_if_expired(answer)
-    return await _gp_view(database, principal, answer.proposal)
+    return view
 
 
 # --- GPs (read model of the registry) -----------------------------------------------------------------------
