@@ -89,6 +89,9 @@ def encode(event: Event) -> KafkaRecord:
                        headers=headers)
 
 
+_new_instance = object.__new__
+
+
 def decode(headers: list[tuple[str, bytes]] | tuple, key: bytes | None, value: bytes | None) -> Event:
     """Read a Kafka record back into an Event; raise EventDecodeError or EventSchemaError when it cannot."""
     try:
@@ -115,7 +118,8 @@ def decode(headers: list[tuple[str, bytes]] | tuple, key: bytes | None, value: b
     if spec is None:
         raise EventDecodeError(f"unknown event type {type_name!r}")
     try:
-        payload = spec.payload.model_validate_json(value or b"")
+        # The model's validator itself (what `model_validate_json` calls, without its wrapper).
+        payload = spec.payload.__pydantic_validator__.validate_json(value or b"")
     except ValidationError as exc:
         errors = exc.errors()
         if errors and errors[0]["type"] == "json_invalid":
@@ -125,12 +129,10 @@ def decode(headers: list[tuple[str, bytes]] | tuple, key: bytes | None, value: b
         # Name the fields and the kind of error, never the values (they may identify a patient).
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in errors)
         raise EventSchemaError(f"invalid {type_name} data: {fields}") from exc
-    return Event(
-        type=type_name,
-        source=attributes["ce_source"],
-        payload=payload,
-        key=(key or b"").decode(errors="replace") or spec.key(payload),
-        subject=attributes.get("ce_subject"),
-        id=attributes["ce_id"],
-        time=time,
-    )
+    # Every field is given: the instance is filled without the frozen dataclass's `__init__`, which sets each
+    # field through `object.__setattr__` (a sixth of the cost of decoding an event, on every consumer's path).
+    event = _new_instance(Event)
+    event.__dict__.update(type=type_name, source=attributes["ce_source"], payload=payload,
+                          key=(key or b"").decode(errors="replace") or spec.key(payload),
+                          subject=attributes.get("ce_subject"), id=attributes["ce_id"], time=time)
+    return event

@@ -185,9 +185,26 @@ def mark_pending(session: Session, targets: Iterable[Target]) -> None:
     now = datetime.now(UTC)
     rows = [{"cpts_id": c, "period": k.value, "period_key": per.key, "marked_at": now}
             for c, k, per in sorted(targets, key=lambda t: (t[0], t[1].value, t[2].first_day))]
-    statement = _mark(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # One statement whatever the number of targets (a multi-row VALUES would be a new statement for each);
+        # the rows locked in the order given, as two transactions marking the same periods must.
+        for chunk in _chunks(rows, 5000):
+            session.execute(_MARK_ARRAYS, {"cpts_ids": [row["cpts_id"] for row in chunk],
+                                           "periods": [row["period"] for row in chunk],
+                                           "keys": [row["period_key"] for row in chunk], "at": now})
+        return
+    statement = _mark(dialect)
     for chunk in _chunks(rows):
         session.execute(statement, chunk)
+
+
+_MARK_ARRAYS = sa.text(
+    f"INSERT INTO {pending_table.name} (cpts_id, period, period_key, marked_at) "
+    "SELECT cpts_id, period, period_key, :at FROM unnest(CAST(:cpts_ids AS text[]), CAST(:periods AS text[]), "
+    "CAST(:keys AS text[])) WITH ORDINALITY AS u(cpts_id, period, period_key, n) ORDER BY n "
+    "ON CONFLICT (cpts_id, period, period_key) DO UPDATE SET marked_at = excluded.marked_at").bindparams(
+    sa.bindparam("at", type_=UtcDateTime()))
 
 
 @cache
