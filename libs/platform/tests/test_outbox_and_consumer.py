@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cpts_events import decode, encode, new_event, topics
-from cpts_events.registry import ProfessionalRegistered
+from cpts_events.registry import MembershipChanged, ProfessionalRegistered
 from cpts_platform.consumer import (
     EventConsumer,
     PermanentEventError,
@@ -270,6 +270,45 @@ async def test_a_batch_handler_gets_runs_of_events_and_a_poison_one_is_isolated(
     assert max(sizes) > 1
     assert decode(dead[0].headers, dead[0].key, dead[0].value).payload.idnps == "800000000013"
     assert dict(dead[0].headers)["dlq_detail"] == b"refused"
+
+
+@pytest.mark.parametrize("any_types", [False, True])
+async def test_a_batch_handler_of_any_types_gets_the_interleaved_types_in_one_run(
+        database, producer, kafka_broker, topic_prefix, any_types):
+    """One professional's registration and membership changes, interleaved on one partition: a batch handler
+    gets runs of one type, or with `any_types` the events of both types together, in their order."""
+    topic = topic_prefix + topics.REGISTRY
+    events = [new_event(registered(1), source="/t")] + [
+        new_event(registered(1), source="/t") if i % 2 else
+        new_event(MembershipChanged(idnps=registered(1).idnps, cpts_id="690049999", status="active"), source="/t")
+        for i in range(20)]
+    for event in events:
+        await send_raw(producer, topic, encode(event))
+    calls: list[list[str]] = []
+
+    @batch_handler(any_types=any_types)
+    async def handler(session, batch):
+        calls.append([event.id for event in batch])
+
+    consumer = EventConsumer(
+        service="test", group_id=f"test-{uuid.uuid4().hex[:6]}", topics_=[topic],
+        handlers={ProfessionalRegistered.__event_type__: handler, MembershipChanged.__event_type__: handler},
+        database=database, producer=producer, bootstrap_servers=kafka_broker)
+    await consumer.start()
+    try:
+        async def all_handled():
+            return sum(map(len, calls)) == len(events)
+
+        await eventually(all_handled)
+    finally:
+        await consumer.stop()
+    types = {event.id: event.type for event in events}
+    assert [i for call in calls for i in call] == [event.id for event in events]
+    mixed = [call for call in calls if len({types[i] for i in call}) > 1]
+    if any_types:
+        assert mixed and len(calls) < len(events) / 2
+    else:
+        assert not mixed and len(calls) >= len(events) - 1
 
 
 async def test_partitions_apart_each_event_once_and_a_poison_one_isolated(
