@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -17,7 +17,7 @@ from cpts_patient_matching.app import service
 from cpts_platform.identifiers import nir_key
 from cpts_patient_matching.repository import GpView
 from cpts_platform.auth import LocalIssuer
-from cpts_platform.testing import running_service, settings_for
+from cpts_platform.testing import DatabaseAway, running_service, settings_for
 
 CPTS = "690049999"
 OTHER_CPTS = "690048888"
@@ -51,29 +51,13 @@ class Matching:
     other_cpts: str = OTHER_CPTS
     body = staticmethod(patient_body)
     nir = staticmethod(nir)
-    _away_armed: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.database.on_outbox_commit(self._outbox_committed)
-
-    def _outbox_committed(self) -> None:
-        if self._away_armed:
-            self._away_armed = False
-            self.database.sessions = _refused
-            self.database.transaction = _refused
+        self._away = DatabaseAway(self.database)
 
     async def away_after_commit(self, request: Awaitable[T]) -> T:
-        """Send `request` with the database going away right after the commit of its command (the first
-        transaction that writes events): every new session or transaction is refused from then on, until the
-        answer is in."""
-        sessions = self.database.sessions
-        self._away_armed = True
-        try:
-            return await request
-        finally:
-            self._away_armed = False
-            self.database.sessions = sessions
-            vars(self.database).pop("transaction", None)
+        """Send `request` with the database going away right after the commit of its command."""
+        return await self._away.after_commit(request)
 
     def headers(self, role: str, **claims) -> dict[str, str]:
         token = self.issuer.mint(subject=f"{role}-user", roles=[role], **claims)
@@ -130,9 +114,6 @@ class Matching:
                                accepting=True, new_patients_per_month=capacity, publics=publics or ["adults"],
                                lat=lat, lon=lon, updated_at=datetime.now(UTC)))
 
-
-def _refused(*_args, **_kwargs):
-    raise sa.exc.OperationalError("connect", {}, ConnectionRefusedError("database away"))
 
 
 @asynccontextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cpts_platform.auth import LocalIssuer
-from cpts_platform.testing import running_service, settings_for
+from cpts_platform.testing import DatabaseAway, running_service, settings_for
 from cpts_snp_dispatch.app import service
 from cpts_snp_dispatch.repository import CptsView, ProfessionalView
 
@@ -36,29 +36,13 @@ class Dispatch:
     database: object
     issuer: LocalIssuer
     cpts: str = CPTS
-    _away_armed: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.database.on_outbox_commit(self._outbox_committed)
-
-    def _outbox_committed(self) -> None:
-        if self._away_armed:
-            self._away_armed = False
-            self.database.sessions = _refused
-            self.database.transaction = _refused
+        self._away = DatabaseAway(self.database)
 
     async def away_after_commit(self, request: Awaitable[T]) -> T:
-        """Send `request` with the database going away right after the commit of its command (the first
-        transaction that writes events): every new session or transaction is refused from then on, until the
-        answer is in."""
-        sessions = self.database.sessions
-        self._away_armed = True
-        try:
-            return await request
-        finally:
-            self._away_armed = False
-            self.database.sessions = sessions
-            vars(self.database).pop("transaction", None)
+        """Send `request` with the database going away right after the commit of its command."""
+        return await self._away.after_commit(request)
 
     @staticmethod
     def at(hours: float) -> str:
@@ -105,9 +89,6 @@ async def dispatch(database_url, kafka_broker, topic_prefix, tmp_path):
                                  departements=["69"], updated_at=now))
         yield Dispatch(client=client, database=database, issuer=issuer)
 
-
-def _refused(*_args, **_kwargs):
-    raise sa.exc.OperationalError("connect", {}, ConnectionRefusedError("database away"))
 
 
 def at(hours: float) -> str:

@@ -8,13 +8,15 @@ import os
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, TypeVar
 
 import httpx
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 
 from cpts_platform.auth import LocalIssuer
+from cpts_platform.db import Database
 from cpts_platform.dev.broker import LocalBroker, free_port
 from cpts_platform.service import ServiceDefinition, create_app
 from cpts_platform.settings import ServiceSettings
@@ -208,3 +210,38 @@ async def publish(kafka_broker: str, topic_prefix: str):
         yield send
     finally:
         await producer.stop()
+
+
+T = TypeVar("T")
+
+
+def _refused(*_args, **_kwargs):
+    raise sa.exc.OperationalError("connect", {}, ConnectionRefusedError("database away"))
+
+
+class DatabaseAway:
+    """A service's database going away right after a command commits: `after_commit(request)` sends the
+    request, and from the commit of the first transaction that writes events, every new session or transaction
+    of the service is refused, until the answer is in. A command answered from its own transaction still
+    answers with what it stored; one that reads or audits after its commit answers 503."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._armed = False
+        database.on_outbox_commit(self._committed)
+
+    def _committed(self) -> None:
+        if self._armed:
+            self._armed = False
+            self.database.sessions = _refused  # type: ignore[method-assign]
+            self.database.transaction = _refused  # type: ignore[method-assign]
+
+    async def after_commit(self, request: Awaitable[T]) -> T:
+        sessions = self.database.sessions
+        self._armed = True
+        try:
+            return await request
+        finally:
+            self._armed = False
+            self.database.sessions = sessions  # type: ignore[method-assign]
+            vars(self.database).pop("transaction", None)  # the class's method again
