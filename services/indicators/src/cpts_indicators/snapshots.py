@@ -120,12 +120,13 @@ _RECORDED_AT = "recorded_at"
 _FACT_FIELDS = [c for c in facts_table.c if c.name != _RECORDED_AT]
 _FACT_RECORDSET = sa.text(
     f"INSERT INTO {facts_table.name} ({', '.join(_FACT_COLUMNS)}) SELECT "
-    + ", ".join(f"CAST(:recorded_at AS timestamptz)" if name == _RECORDED_AT else name for name in _FACT_COLUMNS)
+    + ", ".join("CAST(:recorded_at AS timestamptz)" if name == _RECORDED_AT else name for name in _FACT_COLUMNS)
     + " FROM json_to_recordset(CAST(:rows AS json)) AS u("
     + ", ".join(f"{c.name} {_recordset_type(c)}" for c in _FACT_FIELDS)
     + ") ON CONFLICT (event_id, cpts_id) DO NOTHING").bindparams(
     sa.bindparam("rows", type_=sa.Text()), sa.bindparam("recorded_at", type_=UtcDateTime()))
-assert {f.name for f in fields(Fact)} == {c.name for c in _FACT_FIELDS}, "a Fact is written field by field"
+if {f.name for f in fields(Fact)} != {c.name for c in _FACT_FIELDS}:
+    raise RuntimeError("a Fact is written field by field: its fields must be the fact table's columns")
 
 
 def _insert_facts(session: Session, facts: list[tuple[Fact, datetime]]) -> None:
