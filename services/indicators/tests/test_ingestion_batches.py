@@ -21,10 +21,6 @@ A, B = "690049999", "010000001"
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 
 
-def recorded(facts: list[Fact]) -> list[tuple[Fact, datetime]]:
-    return [(fact, NOW) for fact in facts]
-
-
 async def test_the_periods_a_batch_changes_are_the_same_before_and_after_its_facts_are_written(database, kit):
     booked, fulfilled = s.AppointmentBooked.__event_type__, s.AppointmentFulfilled.__event_type__
     registered = r.ProfessionalRegistered.__event_type__
@@ -49,10 +45,10 @@ async def test_the_periods_a_batch_changes_are_the_same_before_and_after_its_fac
     ]
     kinds = [PeriodKind.MONTH, PeriodKind.DAY]
     async with database.transaction() as session:
-        await session.run_sync(lambda sync: _insert_facts(sync, recorded(earlier)))
+        await session.run_sync(lambda sync: _insert_facts(sync, earlier, NOW))
     async with database.transaction() as session:
         before = await session.run_sync(lambda sync: changed_periods(sync, batch, kinds=kinds, now=NOW))
-        await session.run_sync(lambda sync: _insert_facts(sync, recorded(batch)))
+        await session.run_sync(lambda sync: _insert_facts(sync, batch, NOW))
         after = await session.run_sync(lambda sync: changed_periods(sync, batch, kinds=kinds, now=NOW))
     assert before == after
     month = {(c, p.key) for c, k, p in before if k is PeriodKind.MONTH}
@@ -74,7 +70,7 @@ async def test_facts_are_written_in_bulk_as_they_are_and_once(database):
     ]
     for _ in range(2):
         async with database.transaction() as session:
-            await session.run_sync(lambda sync: _insert_facts(sync, recorded(facts)))
+            await session.run_sync(lambda sync: _insert_facts(sync, facts, NOW))
     f = facts_table
     async with database.sessions() as session:
         stored = (await session.execute(sa.select(f).order_by(f.c.event_id))).mappings().all()
@@ -100,7 +96,7 @@ async def test_a_fact_with_a_naive_time_is_refused(database):
     naive = Fact("n1", A, s.CareRequestReceived.__event_type__, datetime(2026, 3, 1, 8, 0))
     with pytest.raises((ValueError, sa.exc.StatementError), match="naive"):
         async with database.transaction() as session:
-            await session.run_sync(lambda sync: _insert_facts(sync, recorded([naive])))
+            await session.run_sync(lambda sync: _insert_facts(sync, [naive], NOW))
 
 
 async def test_the_earlier_facts_of_a_batch_are_read_by_index_probes_however_small_the_table(database):
@@ -112,7 +108,7 @@ async def test_the_earlier_facts_of_a_batch_are_read_by_index_probes_however_sma
     at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
     facts = [Fact(f"e{i}", (A, B)[i % 2], received, at, entity=f"req-{i // 2}") for i in range(20_000)]
     async with database.transaction() as session:
-        await session.run_sync(lambda sync: _insert_facts(sync, recorded(facts)))
+        await session.run_sync(lambda sync: _insert_facts(sync, facts, NOW))
     async with database.sessions() as session:
         await session.execute(sa.text("ANALYZE indicator_fact"))
         pairs = [(fact.cpts_id, fact.entity) for fact in facts[::45]]

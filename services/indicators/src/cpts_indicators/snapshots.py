@@ -31,8 +31,6 @@ from collections import defaultdict
 from dataclasses import fields
 from datetime import UTC, date, datetime
 from functools import cache
-from itertools import groupby
-from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -94,8 +92,7 @@ def track_new_facts(session: AsyncSession, facts: list[Fact], *, now: datetime |
         session.info[RECORDED_AT] = now or datetime.now(UTC)
         sa.event.listen(session.sync_session, "before_commit", _before_commit, once=True)
     pending.extend(facts)
-    recorded_at = session.info[RECORDED_AT]
-    session.info[UNWRITTEN_FACTS] += [(fact, recorded_at) for fact in facts]
+    session.info[UNWRITTEN_FACTS].extend(facts)
 
 
 def write_pending_facts(session: Session) -> None:
@@ -104,7 +101,7 @@ def write_pending_facts(session: Session) -> None:
     if not unwritten:
         return
     session.info[UNWRITTEN_FACTS] = []
-    _insert_facts(session, unwritten)
+    _insert_facts(session, unwritten, session.info[RECORDED_AT])
 
 
 def _recordset_type(column: sa.Column) -> str:
@@ -129,23 +126,21 @@ if {f.name for f in fields(Fact)} != {c.name for c in _FACT_FIELDS}:
     raise RuntimeError("a Fact is written field by field: its fields must be the fact table's columns")
 
 
-def _insert_facts(session: Session, facts: list[tuple[Fact, datetime]]) -> None:
-    """Insert facts with the time each was recorded; a fact already there (same event and CPTS) is left."""
+def _insert_facts(session: Session, facts: list[Fact], recorded_at: datetime) -> None:
+    """Insert facts recorded at `recorded_at`; a fact already there (same event and CPTS) is left."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        # One statement per chunk of facts recorded at the same time, the facts as one JSON document (encoded by
-        # orjson, read by the server): one plan, and no per-value encoding on this side.
-        for at, run in groupby(facts, key=itemgetter(1)):
-            run = [fact for fact, _ in run]
-            for fact in run:
-                if fact.event_time.tzinfo is None or (fact.ref_time is not None and fact.ref_time.tzinfo is None):
-                    raise ValueError("naive datetime: the platform stores aware UTC timestamps only")
-            for chunk in _chunks(run, 5000):
-                session.execute(_FACT_RECORDSET, {"rows": orjson.dumps(chunk).decode(), "recorded_at": at})
+        # One statement per chunk, the facts as one JSON document (encoded by orjson, read by the server): one
+        # plan, and no per-value encoding on this side.
+        for fact in facts:
+            if fact.event_time.tzinfo is None or (fact.ref_time is not None and fact.ref_time.tzinfo is None):
+                raise ValueError("naive datetime: the platform stores aware UTC timestamps only")
+        for chunk in _chunks(facts, 5000):
+            session.execute(_FACT_RECORDSET, {"rows": orjson.dumps(chunk).decode(), "recorded_at": recorded_at})
         return
     statement = _facts_upsert(dialect)
     for chunk in _chunks(facts, 1000):
-        session.execute(statement, [{**fact.row(), "recorded_at": at} for fact, at in chunk])
+        session.execute(statement, [{**fact.row(), "recorded_at": recorded_at} for fact in chunk])
 
 
 @cache
@@ -157,16 +152,15 @@ def _facts_upsert(dialect: str) -> sa.Insert:
 def _before_commit(session: Session) -> None:
     facts = session.info.pop(PENDING_FACTS, [])
     unwritten = session.info.pop(UNWRITTEN_FACTS, [])
-    session.info.pop(RECORDED_AT, None)
+    recorded_at = session.info.pop(RECORDED_AT, None)
     if not facts:
-        _insert_facts(session, unwritten)
         return
     settings = current_settings()
     try:
         with session.begin_nested():
             # Read before the facts are written: only the earlier facts of their entities come back.
             targets = changed_periods(session, facts, kinds=settings.snapshot_periods)
-            _insert_facts(session, unwritten)
+            _insert_facts(session, unwritten, recorded_at)
             if settings.snapshot_interval_seconds > 0:
                 mark_pending(session, targets)
             else:
@@ -177,27 +171,27 @@ def _before_commit(session: Session) -> None:
             raise
         # The facts, rolled back with the savepoint, still commit (the values served are right);
         # `POST /indicators/snapshots/rebuild` resends.
-        _insert_facts(session, unwritten)
+        _insert_facts(session, unwritten, recorded_at)
         log.error("indicator_snapshots_failed", error_type=type(exc).__name__, facts=len(facts))
 
 
 def mark_pending(session: Session, targets: Iterable[Target]) -> None:
     """Record that the snapshots of `targets` must be recomputed (by `refresh_pending`, soon after)."""
     now = datetime.now(UTC)
-    rows = [{"cpts_id": c, "period": k.value, "period_key": per.key, "marked_at": now}
-            for c, k, per in sorted(targets, key=lambda t: (t[0], t[1].value, t[2].first_day))]
+    ordered = sorted(targets, key=lambda t: (t[0], t[1].value, t[2].first_day))
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         # One statement whatever the number of targets (a multi-row VALUES would be a new statement for each);
         # the rows locked in the order given, as two transactions marking the same periods must.
-        for chunk in _chunks(rows, 5000):
-            session.execute(_MARK_ARRAYS, {"cpts_ids": [row["cpts_id"] for row in chunk],
-                                           "periods": [row["period"] for row in chunk],
-                                           "keys": [row["period_key"] for row in chunk], "at": now})
+        for chunk in _chunks(ordered, 5000):
+            session.execute(_MARK_ARRAYS, {"cpts_ids": [c for c, _, _ in chunk],
+                                           "periods": [k.value for _, k, _ in chunk],
+                                           "keys": [per.key for _, _, per in chunk], "at": now})
         return
     statement = _mark(dialect)
-    for chunk in _chunks(rows):
-        session.execute(statement, chunk)
+    for chunk in _chunks(ordered):
+        session.execute(statement, [{"cpts_id": c, "period": k.value, "period_key": per.key, "marked_at": now}
+                                    for c, k, per in chunk])
 
 
 _MARK_ARRAYS = sa.text(
