@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer
 
 from cpts_events import decode, topics
 from cpts_platform.auth import LocalIssuer
-from cpts_platform.testing import running_service, settings_for
+from cpts_platform.testing import DatabaseAway, running_service, settings_for
 from cpts_registry.app import service
 
 CPTS = "690049999"
@@ -81,32 +81,18 @@ async def test_a_change_is_answered_from_its_own_transaction(database_url, kafka
     """The database going away just after the commit: the change is stored, so it is answered 2xx (a read
     after the commit would answer 503, and the retry of a registration would be refused as already
     registered)."""
-    import sqlalchemy as sa
-
     settings = settings_for(service, database_url=database_url, kafka_broker=kafka_broker,
                             topic_prefix=topic_prefix, var_dir=tmp_path / "var")
     async with running_service(service, settings) as client:
-        database = client.app.state.runtime.database
-        sessions = database.sessions
-
-        def away():
-            raise sa.exc.OperationalError("connect", {}, ConnectionRefusedError("database away"))
-
+        away = DatabaseAway(client.app.state.runtime.database).after_commit
         admin = auth(tmp_path, "admin")
-        database.on_outbox_commit(lambda: setattr(database, "sessions", away))
-        try:
-            cpts = await client.post("/cpts", headers=admin,
-                                     json={"cpts_id": CPTS, "name": "CPTS de l'Est lyonnais", "communes": ["69259"]})
-            database.sessions = sessions
-            created = await client.post("/professionals", json=BODY, headers=admin)
-            database.sessions = sessions
-            changed = await client.patch("/professionals/810100000011", json={"given_name": "Camille-Anne"},
-                                         headers=admin)
-            database.sessions = sessions
-            staged = await client.put(f"/cpts/{CPTS}/stage", headers=admin,
-                                      json={"stage": "aci_signed", "aci_signed_on": "2026-01-15"})
-        finally:
-            database.sessions = sessions
+        cpts = await away(client.post("/cpts", headers=admin, json={
+            "cpts_id": CPTS, "name": "CPTS de l'Est lyonnais", "communes": ["69259"]}))
+        created = await away(client.post("/professionals", json=BODY, headers=admin))
+        changed = await away(client.patch("/professionals/810100000011", json={"given_name": "Camille-Anne"},
+                                          headers=admin))
+        staged = await away(client.put(f"/cpts/{CPTS}/stage", headers=admin,
+                                       json={"stage": "aci_signed", "aci_signed_on": "2026-01-15"}))
         assert cpts.status_code == 201, cpts.text
         assert cpts.json()["communes"] == ["69259"]
         assert created.status_code == 201, created.text
