@@ -23,7 +23,6 @@ Results: a table on stdout and ``bench/results/indicators.json``.
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import warnings
 import asyncio
 import gc
@@ -36,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,8 +54,8 @@ from cpts_platform.db import Database
 from cpts_platform.dev.broker import LocalBroker, free_port
 from cpts_platform.kafka import ensure_topics, new_producer
 from cpts_platform.logging import configure_logging
-from cpts_platform.settings import ServiceSettings
 from cpts_platform.metrics import EVENTS_CONSUMED
+from cpts_platform.settings import ServiceSettings
 from cpts_platform.testing import (
     create_postgres_database,
     drop_postgres_database,
